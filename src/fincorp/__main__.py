@@ -1,0 +1,3 @@
+from fincorp.cli import main
+
+main()

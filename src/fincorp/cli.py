@@ -1,0 +1,100 @@
+"""`fincorp <stage>`: one command per DVC stage, each a thin call into the stage's run().
+
+Paths are options whose defaults match dvc.yaml; every value comes from params.yaml (no
+hyperparameter flags: they would hide values from `dvc params diff`).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+import click
+
+from fincorp.jsonl import DataError
+from fincorp.params import ParamsError
+
+PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True,
+                      type=click.Path(dir_okay=False), help="params file")
+
+
+def user_errors(f):
+    """Known user errors (bad params, bad data, missing model folders) become ClickExceptions."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except (ParamsError, DataError, FileNotFoundError) as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+def stage(name: str):
+    """Import a stage module only when its command runs (torch/transformers take seconds to import)."""
+    module = importlib.import_module(f"fincorp.{name}")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars would drown the stage's own log
+    return module
+
+
+@click.group()
+@click.version_option(package_name="fincorp")
+def main() -> None:
+    """FinCorp: can an LLM learn a business rule that is never stated? SFT vs GRPO, as a DVC pipeline."""
+
+
+@main.command()
+@PARAMS
+@click.option("--out", default="data/applications.jsonl", show_default=True)
+@user_errors
+def generate(params_path: str, out: str) -> None:
+    """Synthetic applications, exactly balanced across the four decisions."""
+    stage("generate").run(params_path, out)
+
+
+@main.command()
+@PARAMS
+@click.option("--data", default="data/applications.jsonl", show_default=True)
+@click.option("--train", "train_out", default="data/train.jsonl", show_default=True)
+@click.option("--test", "test_out", default="data/test.jsonl", show_default=True)
+@user_errors
+def split(params_path: str, data: str, train_out: str, test_out: str) -> None:
+    """Stratified, seeded train/test split."""
+    stage("split").run(params_path, data, train_out, test_out)
+
+
+@main.command()
+@PARAMS
+@click.option("--out", default="models/base", show_default=True)
+@user_errors
+def base(params_path: str, out: str) -> None:
+    """Build and pre-train the tiny base (model.source local), or resolve a hub model (hub)."""
+    stage("base").run(params_path, out)
+
+
+@main.command(name="eval")
+@PARAMS
+@click.argument("name")
+@click.option("--base", "base_dir", default="models/base", show_default=True)
+@click.option("--adapter", default="", help="LoRA adapter folder; empty for the base model itself")
+@click.option("--test", default="data/test.jsonl", show_default=True)
+@user_errors
+def eval_(params_path: str, name: str, base_dir: str, adapter: str, test: str) -> None:
+    """Score model NAME on the full test set; writes metrics/NAME.json and predictions/NAME.jsonl."""
+    stage("eval").run(params_path, name, base_dir, adapter or None, test, f"metrics/{name}.json",
+                      f"predictions/{name}.jsonl", f"plots/confusion/{name}.json", f"logs/eval/{name}.json")
+
+
+@main.command()
+@PARAMS
+@click.option("--base", "base_dir", default="models/base", show_default=True)
+@click.option("--train", default="data/train.jsonl", show_default=True)
+@click.option("--out", default="models/sft", show_default=True)
+@click.option("--logs", "log_dir", default="logs/sft", show_default=True)
+@user_errors
+def sft(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> None:
+    """Supervised fine-tuning of a LoRA adapter (TRL SFTTrainer)."""
+    stage("sft").run(params_path, base_dir, train, out, log_dir)

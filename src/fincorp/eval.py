@@ -1,0 +1,135 @@
+"""Stage `eval`: one code path for every model, on every test row -> metrics/<model>.json.
+
+    fincorp eval baseline
+    fincorp eval sft --adapter models/sft          (or: dvc repro eval@sft)
+
+Loads the base model (with the LoRA adapter merged in, if given), renders each test application
+with the shared prompt and chat template, and generates a completion: temperature sampling with a
+fixed seed (`eval.do_sample: true`, the article's protocol) or greedy. Generation is batched with
+left padding. Each completion goes through scoring.parse_decision, the same parser the GRPO reward
+uses; an invalid output counts as wrong.
+
+Writes
+  metrics/<model>.json      accuracy with a 95% Wilson interval, per-class recall, VIP accuracy
+                            (the MANUAL_REVIEW rows: the article's Task 2), invalid rate, prediction
+                            distribution and its entropy (mode collapse), confusion matrix
+  predictions/<model>.jsonl one row per test item (id, label, completion, prediction, correct):
+                            the paired record the report's significance tests use
+  plots/confusion/<model>.json  actual/predicted pairs for `dvc plots show`
+  logs/eval/<model>.json    throughput and peak memory (varies run to run, so kept out of metrics/)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from fincorp.jsonl import write_json, write_jsonl
+from fincorp.model import chat_kwargs, load_for_inference, load_tokenizer, peak_memory_mib
+from fincorp.params import load_params
+from fincorp.prompt import prompt_messages
+from fincorp.rules import LABELS, MANUAL_REVIEW
+from fincorp.scoring import parse_decision
+from fincorp.split import read_applications
+from fincorp.stats import wilson
+
+INVALID = "INVALID"
+
+
+def generate_completions(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
+                         do_sample: bool, temperature: float, seed: int, progress: bool = True) -> list[str]:
+    """Completions for chat-formatted prompt strings, batched with left padding, in input order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if tokenizer.padding_side != "left":
+        raise ValueError("generation needs a left-padding tokenizer")
+    torch.manual_seed(seed)
+    out: list[str] = []
+    batches = range(0, len(prompts), batch_size)
+    for start in tqdm(batches, desc="generate", unit="batch", disable=not progress):
+        enc = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+        with torch.no_grad():
+            ids = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                temperature=temperature if do_sample else None,
+                top_p=1.0 if do_sample else None,
+                top_k=0 if do_sample else None,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new = ids[:, enc["input_ids"].shape[1]:]
+        out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+    return out
+
+
+def compute_metrics(labels: list[str], predictions: list[str | None]) -> dict[str, Any]:
+    """Exact-match metrics from gold labels and parsed predictions (None = invalid). Pure."""
+    n = len(labels)
+    if n == 0 or n != len(predictions):
+        raise ValueError(f"need as many predictions as labels (got {len(predictions)} for {n})")
+    shown = [p if p is not None else INVALID for p in predictions]
+    correct = [g == p for g, p in zip(labels, predictions)]
+    k = sum(correct)
+
+    def acc(k: int, n: int) -> dict[str, Any]:
+        lo, hi = wilson(k, n)
+        return {"value": k / n if n else 0.0, "correct": k, "n": n, "ci95_low": lo, "ci95_high": hi}
+
+    per_class = {}
+    for label in LABELS:
+        idx = [i for i, g in enumerate(labels) if g == label]
+        per_class[label] = acc(sum(correct[i] for i in idx), len(idx))
+    counts = Counter(shown)
+    dist = {c: counts.get(c, 0) / n for c in (*LABELS, INVALID)}
+    entropy = -sum(q * math.log2(q) for q in dist.values() if q > 0)
+    return {
+        "n": n,
+        "accuracy": acc(k, n),
+        "vip_accuracy": per_class[MANUAL_REVIEW],
+        "per_class": per_class,
+        "invalid_rate": counts.get(INVALID, 0) / n,
+        "prediction_distribution": dist,
+        # 0 bits = one answer for everything; log2(4) = 2 bits = all four labels equally often.
+        "prediction_entropy_bits": entropy,
+        "confusion": {g: {c: sum(1 for gg, pp in zip(labels, shown) if gg == g and pp == c)
+                          for c in (*LABELS, INVALID)} for g in LABELS},
+    }
+
+
+def run(params_path: str, name: str, base_dir: str, adapter: str | None, test: str, metrics_out: str,
+        predictions_out: str, plot_out: str, log_out: str) -> None:
+    p = load_params(params_path)
+    rows = read_applications(test)
+    if adapter and not (Path(adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter}: no LoRA adapter here (adapter_config.json missing); "
+                                f"train it first with `dvc repro {Path(adapter).name}`")
+    tokenizer = load_tokenizer(p.model, base_dir)
+    model = load_for_inference(p.model, base_dir, adapter or None)
+    prompts = [tokenizer.apply_chat_template(prompt_messages(r, p.prompt.burn_display), tokenize=False,
+                                             add_generation_prompt=True, **chat_kwargs(p.model)) for r in rows]
+    start = time.time()
+    completions = generate_completions(model, tokenizer, prompts, p.eval.max_new_tokens, p.eval.batch_size,
+                                       p.eval.do_sample, p.eval.temperature, p.seed)
+    seconds = time.time() - start
+    preds = [parse_decision(c) for c in completions]
+    metrics = {"model": name, **compute_metrics([r["label"] for r in rows], preds)}
+    write_jsonl(predictions_out, [
+        {"id": r["id"], "label": r["label"], "completion": c, "prediction": pr, "correct": pr == r["label"]}
+        for r, c, pr in zip(rows, completions, preds)
+    ])
+    write_json(plot_out, [{"actual": r["label"], "predicted": pr or INVALID} for r, pr in zip(rows, preds)])
+    write_json(metrics_out, metrics)
+    # Timing varies run to run, so it stays out of the metrics file (which must reproduce bit for bit).
+    write_json(log_out, {
+        "generate_seconds": round(seconds, 2), "samples_per_second": round(len(rows) / seconds, 1),
+        "peak_memory_mib": peak_memory_mib()})
+    print(f"{name}: accuracy {metrics['accuracy']['value']:.3f} on {len(rows)} rows, "
+          f"VIP {metrics['vip_accuracy']['value']:.3f}, invalid {metrics['invalid_rate']:.3f} "
+          f"({len(rows) / seconds:.0f} samples/s)")

@@ -1,0 +1,106 @@
+"""Loading the base model every stage agrees on, and the run record saved beside each output.
+
+`model.source: local` -> the tiny model stage `base` wrote to models/base/.
+`model.source: hub`    -> `model.name` (hub id or local folder) at `model.revision`, resolved through the
+                          HF cache; models/base/meta.json records the resolved commit so later stages
+                          load exactly that commit. Weights are never copied into the DVC cache.
+Safetensors only; `trust_remote_code` is never enabled.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from fincorp.params import ModelParams
+
+LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "dvc", "dvclive")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    hw: dict[str, Any] = {"machine": platform.machine(), "cpu_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        hw["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return hw
+
+
+def read_meta(base_dir: str | Path) -> dict[str, Any]:
+    meta = Path(base_dir) / "meta.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{meta}: not found; build the base model first (`dvc repro base`)")
+    return json.loads(meta.read_text())
+
+
+def base_location(model: ModelParams, base_dir: str | Path) -> tuple[str, str | None]:
+    """(path or hub id, revision) of the base weights, checked against models/base/meta.json."""
+    meta = read_meta(base_dir)
+    if meta["source"] != model.source or meta.get("name", "") != model.name:
+        raise FileNotFoundError(
+            f"{Path(base_dir) / 'meta.json'} was built for source={meta['source']!r} name={meta.get('name')!r}, "
+            f"but params.yaml has model.source={model.source!r} model.name={model.name!r}; rerun `dvc repro base`"
+        )
+    if model.source == "local":
+        return str(base_dir), None
+    return meta["path"], None
+
+
+def load_tokenizer(model: ModelParams, base_dir: str | Path, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    path, revision = base_location(model, base_dir)
+    tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=False)
+    tok.padding_side = padding_side
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_base_model(model: ModelParams, base_dir: str | Path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path, revision = base_location(model, base_dir)
+    return AutoModelForCausalLM.from_pretrained(
+        path, revision=revision, dtype=getattr(torch, model.dtype), trust_remote_code=False, use_safetensors=True
+    )
+
+
+def load_for_inference(model: ModelParams, base_dir: str | Path, adapter_dir: str | Path | None):
+    """Base model, with a LoRA adapter merged in when one is given, in eval mode."""
+    base = load_base_model(model, base_dir)
+    if adapter_dir is None:
+        return base.eval()
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json; train it first (`dvc repro`)")
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload().eval()
+
+
+def chat_kwargs(model: ModelParams) -> dict[str, Any]:
+    """Chat-template kwargs: Qwen3's thinking is off for this task (ignored by templates without it)."""
+    return {"enable_thinking": model.enable_thinking}

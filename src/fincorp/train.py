@@ -1,0 +1,92 @@
+"""What the two training stages (sft, grpo) must agree on: LoRA setup, logging, checkpoints, the record.
+
+Checkpoints go to checkpoints/<stage>/ (git- and DVC-ignored), never into the stage's output: an
+interrupted run resumes from its last checkpoint when rerun with the same params, base model and
+data (a fingerprint file guards this); a finished run deletes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers.integrations import DVCLiveCallback
+
+from fincorp.jsonl import write_json
+from fincorp.model import hardware, peak_memory_mib, versions
+from fincorp.params import LoraParams
+
+
+def lora_config(lp: LoraParams):
+    from peft import LoraConfig
+
+    return LoraConfig(r=lp.r, lora_alpha=lp.alpha, lora_dropout=lp.dropout,
+                      target_modules=list(lp.target_modules), task_type="CAUSAL_LM", bias="none")
+
+
+class StepAlignedDVCLiveCallback(DVCLiveCallback):
+    """transformers' DVCLiveCallback, with dvclive's step set to the trainer's global step.
+
+    The stock callback counts log calls, so its x axis drifts from the optimizer step (and restarts
+    at 0 when a run resumes). dvc.yaml is not written by dvclive (dvcyaml=False): the repo's
+    dvc.yaml declares the plots.
+    """
+
+    def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+        if self.live is not None:
+            self.live.step = state.global_step
+        super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+
+def live_callback(log_dir: str | Path, resume: bool) -> StepAlignedDVCLiveCallback:
+    from dvclive import Live
+
+    live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False, resume=resume, report=None)
+    return StepAlignedDVCLiveCallback(live=live)
+
+
+def fingerprint(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, (str, Path)) and Path(part).exists():
+            p = Path(part)
+            files = sorted(p.rglob("*")) if p.is_dir() else [p]
+            for f in files:
+                if f.is_file():
+                    h.update(f.relative_to(p).as_posix().encode() if p.is_dir() else b"")
+                    h.update(f.read_bytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def prepare_checkpoints(ckpt_dir: Path, print_: Any = print, **inputs: Any) -> str | None:
+    """Last checkpoint to resume from, or None. Stale checkpoints (other inputs) are removed."""
+    fp = fingerprint(*(inputs[k] for k in sorted(inputs)))
+    stamp = ckpt_dir / "fingerprint.txt"
+    if ckpt_dir.exists() and (not stamp.is_file() or stamp.read_text() != fp):
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fp)
+    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1]))
+    if ckpts:
+        print_(f"resuming from {ckpts[-1]}")
+        return str(ckpts[-1])
+    return None
+
+
+def write_run_record(out: Path, params: dict, started: float, result: Any, **extra: Any) -> None:
+    write_json(out / "run.json", {
+        "params": params,
+        "versions": versions(),
+        "hardware": hardware(),
+        "wall_time_s": round(time.time() - started, 1),
+        "peak_memory_mib": peak_memory_mib(),
+        "global_step": result.global_step,
+        "train_loss": result.training_loss,
+        **extra,
+    })
