@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from pathlib import Path
 
 import click
 
@@ -31,12 +32,16 @@ def user_errors(f):
     return wrapper
 
 
+MODEL_STAGES = ("base", "sft", "grpo", "eval")
+
+
 def stage(name: str):
     """Import a stage module only when its command runs (torch/transformers take seconds to import)."""
     module = importlib.import_module(f"fincorp.{name}")
-    from transformers.utils import logging as hf_logging
+    if name in MODEL_STAGES:
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars would drown the stage's own log
+        hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars would drown the stage's log
     return module
 
 
@@ -79,12 +84,14 @@ def base(params_path: str, out: str) -> None:
 @PARAMS
 @click.argument("name")
 @click.option("--base", "base_dir", default="models/base", show_default=True)
-@click.option("--adapter", default="", help="LoRA adapter folder; empty for the base model itself")
+@click.option("--model", "model_dir", default=None,
+              help="LoRA adapter folder to evaluate on the base; the base folder (or none) for the base itself")
 @click.option("--test", default="data/test.jsonl", show_default=True)
 @user_errors
-def eval_(params_path: str, name: str, base_dir: str, adapter: str, test: str) -> None:
+def eval_(params_path: str, name: str, base_dir: str, model_dir: str | None, test: str) -> None:
     """Score model NAME on the full test set; writes metrics/NAME.json and predictions/NAME.jsonl."""
-    stage("eval").run(params_path, name, base_dir, adapter or None, test, f"metrics/{name}.json",
+    same = model_dir is None or Path(model_dir).resolve() == Path(base_dir).resolve()
+    stage("eval").run(params_path, name, base_dir, None if same else model_dir, test, f"metrics/{name}.json",
                       f"predictions/{name}.jsonl", f"plots/confusion/{name}.json", f"logs/eval/{name}.json")
 
 
@@ -98,3 +105,15 @@ def eval_(params_path: str, name: str, base_dir: str, adapter: str, test: str) -
 def sft(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> None:
     """Supervised fine-tuning of a LoRA adapter (TRL SFTTrainer)."""
     stage("sft").run(params_path, base_dir, train, out, log_dir)
+
+
+@main.command()
+@PARAMS
+@click.option("--base", "base_dir", default="models/base", show_default=True)
+@click.option("--train", default="data/train.jsonl", show_default=True)
+@click.option("--out", default="models/grpo", show_default=True)
+@click.option("--logs", "log_dir", default="logs/grpo", show_default=True)
+@user_errors
+def grpo(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> None:
+    """Reinforcement learning of a LoRA adapter (TRL GRPOTrainer) with a rule-based reward."""
+    stage("grpo").run(params_path, base_dir, train, out, log_dir)

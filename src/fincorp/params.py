@@ -267,6 +267,14 @@ def _check(p: Params, file: str) -> None:
          f"must be a positive multiple of 3 (balanced across the prior's three labels), got {p.base.prior.n}")
     need(p.base.prior.seed != p.generate.seed, "base.prior.seed",
          "must differ from generate.seed so pre-training never sees train/test applications")
+    for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+              "num_key_value_heads", "head_dim", "max_length"):
+        need(getattr(p.base, k) >= 1, f"base.{k}", f"must be >= 1, got {getattr(p.base, k)}")
+    need(p.sft.max_length >= 1, "sft.max_length", f"must be >= 1, got {p.sft.max_length}")
+    seeds = {"seed": p.seed, "generate.seed": p.generate.seed, "split.seed": p.split.seed,
+             "base.prior.seed": p.base.prior.seed}
+    for k, v in seeds.items():
+        need(0 <= v < 2**32, k, f"must be in [0, 2**32), got {v}")
     need(p.base.hidden_size == p.base.num_attention_heads * p.base.head_dim, "base.head_dim",
          "hidden_size must equal num_attention_heads * head_dim")
     need(p.base.num_attention_heads % p.base.num_key_value_heads == 0, "base.num_key_value_heads",
@@ -281,6 +289,7 @@ def _check(p: Params, file: str) -> None:
     for section in ("sft", "grpo"):
         s = getattr(p, section)
         need(s.lora.r >= 1, f"{section}.lora.r", f"must be >= 1, got {s.lora.r}")
+        need(s.lora.alpha >= 1, f"{section}.lora.alpha", f"must be >= 1, got {s.lora.alpha}")
         need(0.0 <= s.lora.dropout < 1.0, f"{section}.lora.dropout", "must be in [0, 1)")
         need(s.logging_steps >= 1, f"{section}.logging_steps", "must be >= 1")
         need(s.save_steps >= 1, f"{section}.save_steps", "must be >= 1")

@@ -14,7 +14,6 @@ checkpoints/sft/ when rerun with the same inputs.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from fincorp.model import chat_kwargs, load_base_model, load_tokenizer
 from fincorp.params import Params, load_params, to_dict
 from fincorp.prompt import answer_text, prompt_messages
 from fincorp.split import read_applications
-from fincorp.train import live_callback, lora_config, prepare_checkpoints, write_run_record
+from fincorp.train import live_callback, lora_config, prepare_checkpoints, save_adapter
 
 
 def sft_dataset(rows: list[dict], p: Params):
@@ -87,11 +86,5 @@ def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str,
         shutil.rmtree(log_dir, ignore_errors=True)
     trainer = build_trainer(p, base_dir, rows, ckpt_dir, Path(log_dir), resume=resume_from is not None)
     result = trainer.train(resume_from_checkpoint=resume_from)
-    out_dir = Path(out)
-    tmp = Path(tempfile.mkdtemp(prefix=".sft-", dir=out_dir.parent))
-    trainer.model.save_pretrained(tmp, safe_serialization=True)
-    write_run_record(tmp, to_dict(p.sft) | {"seed": p.seed, "model": to_dict(p.model)}, started, result,
-                     resumed_from=resume_from)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.replace(out_dir)
-    shutil.rmtree(ckpt_dir)
+    save_adapter(trainer, out, ckpt_dir, to_dict(p.sft) | {"seed": p.seed, "model": to_dict(p.model)}, started,
+                 result, resumed_from=resume_from)

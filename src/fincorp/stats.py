@@ -31,6 +31,8 @@ def paired_bootstrap_diff(a_correct: list[bool], b_correct: list[bool], seed: in
                           n_resamples: int = 10_000, alpha: float = 0.05) -> dict:
     """Accuracy difference (a - b) with a paired bootstrap percentile interval (scipy.stats.bootstrap)."""
     a, b = np.asarray(a_correct, float), np.asarray(b_correct, float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("paired predictions must cover the same, non-empty set of items")
     diff = a - b
     point = float(diff.mean())
     if np.all(diff == diff[0]):  # no variation: the interval is the point (bootstrap would be degenerate)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,14 @@ def prepare_checkpoints(ckpt_dir: Path, print_: Any = print, **inputs: Any) -> s
     return None
 
 
-def write_run_record(out: Path, params: dict, started: float, result: Any, **extra: Any) -> None:
-    write_json(out / "run.json", {
+def save_adapter(trainer: Any, out: str | Path, ckpt_dir: Path, params: dict, started: float, result: Any,
+                 **extra: Any) -> None:
+    """Adapter (safetensors) + run.json into `out`, moved into place whole; then drop the checkpoints."""
+    out_dir = Path(out)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    trainer.model.save_pretrained(tmp, safe_serialization=True)
+    write_json(tmp / "run.json", {
         "params": params,
         "versions": versions(),
         "hardware": hardware(),
@@ -90,3 +97,6 @@ def write_run_record(out: Path, params: dict, started: float, result: Any, **ext
         "train_loss": result.training_loss,
         **extra,
     })
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.replace(out_dir)
+    shutil.rmtree(ckpt_dir)

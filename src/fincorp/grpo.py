@@ -1,0 +1,157 @@
+"""Stage `grpo`: reinforcement learning of a LoRA adapter with TRL's GRPOTrainer -> models/grpo/.
+
+    fincorp grpo                (or: dvc repro grpo; sweep with dvc exp run -S grpo.lr=5e-6)
+
+As in the article, RL starts from the base model (not from SFT). The data is prompt-only
+(data/train.jsonl rendered by the shared prompt function); the gold label is a dataset column that
+TRL passes to the reward function as a keyword argument. The reward preset is `grpo.reward`:
+  exact    grpo.reward_correct if parse_decision(completion) == label, else grpo.reward_wrong
+  scripts  the published scripts' shaped reward (scoring.scripts_reward)
+Both call scoring.parse_decision, the parser eval uses: one definition of "correct".
+
+Logged through dvclive to logs/grpo/ (`dvc plots show`): TRL's reward mean/std,
+frac_reward_zero_std (groups whose completions all got the same reward: zero advantage, nothing
+learned), entropy and completion length; and ours: the share of each label (and invalid) among the
+completions sampled since the last log, plus how many MANUAL_REVIEW answers were ever sampled for
+VIP prompts. That is what "mode collapse onto two classes" looks like over time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from fincorp.model import chat_kwargs, load_base_model, load_tokenizer
+from fincorp.params import Params, load_params, to_dict
+from fincorp.prompt import prompt_messages
+from fincorp.rules import LABELS, MANUAL_REVIEW
+from fincorp.scoring import completion_text, exact_reward, parse_decision, scripts_reward
+from fincorp.split import read_applications
+from fincorp.train import live_callback, lora_config, prepare_checkpoints, save_adapter
+
+
+class CountingReward:
+    """The chosen reward preset, also counting which label every sampled completion chose."""
+
+    def __init__(self, p: Params):
+        self.preset = p.grpo.reward
+        self.correct, self.wrong = p.grpo.reward_correct, p.grpo.reward_wrong
+        self.__name__ = f"{self.preset}_reward"  # TRL names the logged reward after this
+        self.window: Counter = Counter()
+        self.vip_samples = 0
+        self.vip_manual_review = 0
+        self.calls_with_label = 0
+
+    def __call__(self, prompts: list, completions: list, label: list[str], **kwargs: Any) -> list[float]:
+        self.calls_with_label += 1
+        for c, gold in zip(completions, label):
+            pred = parse_decision(completion_text(c))
+            self.window[pred or "INVALID"] += 1
+            if gold == MANUAL_REVIEW:
+                self.vip_samples += 1
+                self.vip_manual_review += pred == MANUAL_REVIEW
+        if self.preset == "exact":
+            return exact_reward(prompts, completions, label, correct=self.correct, wrong=self.wrong)
+        return scripts_reward(prompts, completions, label)
+
+
+class LabelShareCallback(TrainerCallback):
+    """Adds the label shares of the completions sampled since the last log to the trainer's logs."""
+
+    def __init__(self, reward: CountingReward):
+        self.reward = reward
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or "loss" not in logs:  # the final summary log has no samples to report
+            return
+        total = sum(self.reward.window.values())
+        if total:
+            for label in (*LABELS, "INVALID"):
+                logs[f"sampled_share/{label}"] = self.reward.window.get(label, 0) / total
+        logs["vip/manual_review_samples"] = self.reward.vip_manual_review
+        logs["vip/samples"] = self.reward.vip_samples
+        self.reward.window.clear()
+
+
+def grpo_dataset(rows: list[dict], p: Params):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": prompt_messages(r, p.prompt.burn_display), "label": r["label"]}
+                              for r in rows])
+
+
+def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, log_dir: Path | None,
+                  resume: bool = False):
+    """GRPOTrainer with a fresh LoRA adapter on the base model (also used by the tests)."""
+    import torch
+    from transformers import set_seed
+    from trl import GRPOConfig, GRPOTrainer
+
+    g = p.grpo
+    set_seed(p.seed)
+    tokenizer = load_tokenizer(p.model, base_dir, padding_side="left")
+    model = load_base_model(p.model, base_dir)
+    args = GRPOConfig(
+        output_dir=str(ckpt_dir),
+        learning_rate=g.lr,
+        num_train_epochs=g.num_train_epochs,
+        per_device_train_batch_size=g.per_device_train_batch_size,
+        gradient_accumulation_steps=g.gradient_accumulation_steps,
+        num_generations=g.num_generations,
+        max_completion_length=g.max_completion_length,
+        temperature=g.temperature,
+        beta=g.beta,
+        loss_type=g.loss_type,
+        scale_rewards=g.scale_rewards,
+        lr_scheduler_type=g.lr_scheduler_type,
+        warmup_steps=g.warmup_steps,
+        bf16=g.bf16,
+        gradient_checkpointing=g.gradient_checkpointing,
+        use_vllm=g.use_vllm,
+        vllm_mode="colocate",
+        chat_template_kwargs=chat_kwargs(p.model),
+        logging_steps=g.logging_steps,
+        save_strategy="steps",
+        save_steps=g.save_steps,
+        save_total_limit=1,
+        seed=p.seed,
+        data_seed=p.seed,
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,
+    )
+    reward = CountingReward(p)
+    callbacks: list = [LabelShareCallback(reward)]
+    if log_dir is not None:
+        callbacks.append(live_callback(log_dir, resume))  # after LabelShareCallback: it logs the shares too
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(rows, p),
+                          processing_class=tokenizer, peft_config=lora_config(g.lora), callbacks=callbacks)
+    return trainer, reward
+
+
+def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str,
+        checkpoints: str = "checkpoints/grpo") -> None:
+    p = load_params(params_path)
+    rows = read_applications(train)
+    started = time.time()
+    ckpt_dir = Path(checkpoints)
+    resume_from = prepare_checkpoints(ckpt_dir, params=to_dict(p), base=Path(base_dir) / "meta.json", train=train)
+    if resume_from is None:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    trainer, reward = build_trainer(p, base_dir, rows, ckpt_dir, Path(log_dir), resume=resume_from is not None)
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    history = [h for h in trainer.state.log_history if "frac_reward_zero_std" in h]
+    save_adapter(
+        trainer, out, ckpt_dir, to_dict(p.grpo) | {"seed": p.seed, "model": to_dict(p.model)}, started, result,
+        resumed_from=resume_from,
+        # Counted in this process only: after a resume they cover the resumed part of the run.
+        vip_samples=reward.vip_samples,
+        vip_manual_review_samples=reward.vip_manual_review,
+        mean_frac_reward_zero_std=(sum(h["frac_reward_zero_std"] for h in history) / len(history)
+                                   if history else None),
+    )
