@@ -63,3 +63,60 @@ def dvc_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """For tests that import dvc: keep its site cache and analytics out of the user's state."""
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "dvc-site-cache"))
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+
+
+# ---- the slow tier: a tiny workspace (data + base model) built once per session ----------------
+
+TINY = {
+    "generate.n": 80,
+    "base.vocab_size": 400,
+    "base.hidden_size": 32,
+    "base.intermediate_size": 64,
+    "base.num_hidden_layers": 2,
+    "base.num_attention_heads": 2,
+    "base.num_key_value_heads": 1,
+    "base.head_dim": 16,
+    "base.prior.n": 150,
+    "base.per_device_train_batch_size": 16,
+    "sft.num_train_epochs": 1.0,
+    "sft.logging_steps": 1,
+    "sft.save_steps": 2,
+    "grpo.num_train_epochs": 1.0,
+    "grpo.per_device_train_batch_size": 8,
+    "grpo.gradient_accumulation_steps": 2,
+    "grpo.num_generations": 4,
+    "grpo.logging_steps": 1,
+    "grpo.save_steps": 2,
+    "eval.batch_size": 8,
+}
+
+
+def write_tiny_params(folder: Path, committed: dict[str, Any], **changes: Any) -> Path:
+    d = copy.deepcopy(committed)
+    for key, value in {**TINY, **changes}.items():
+        *parents, leaf = key.split(".")
+        node = d
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    path = folder / "params.yaml"
+    OmegaConf.save(OmegaConf.create(d), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_workspace(tmp_path_factory: pytest.TempPathFactory, committed_params: dict[str, Any]) -> Path:
+    """A folder with params.yaml (tiny sizes), data/{applications,train,test}.jsonl and models/base/.
+
+    Built once per session through the stages' own run() functions (seconds, on 2 CPU cores).
+    """
+    from fincorp import base, generate, split
+
+    ws = tmp_path_factory.mktemp("tiny")
+    params = write_tiny_params(ws, committed_params)
+    generate.run(str(params), str(ws / "data/applications.jsonl"))
+    split.run(str(params), str(ws / "data/applications.jsonl"), str(ws / "data/train.jsonl"),
+              str(ws / "data/test.jsonl"))
+    (ws / "models").mkdir()
+    base.run(str(params), str(ws / "models/base"))
+    return ws

@@ -45,10 +45,10 @@ class CountingReward:
         self.window: Counter = Counter()
         self.vip_samples = 0
         self.vip_manual_review = 0
-        self.calls_with_label = 0
+        self.gold_seen: Counter = Counter()  # gold labels received from TRL (the dataset's label column)
 
     def __call__(self, prompts: list, completions: list, label: list[str], **kwargs: Any) -> list[float]:
-        self.calls_with_label += 1
+        self.gold_seen.update(label)
         for c, gold in zip(completions, label):
             pred = parse_decision(completion_text(c))
             self.window[pred or "INVALID"] += 1

@@ -64,7 +64,10 @@ def base_location(model: ModelParams, base_dir: str | Path) -> tuple[str, str | 
         )
     if model.source == "local":
         return str(base_dir), None
-    return meta["path"], None
+    if Path(meta["path"]).is_dir():
+        return meta["path"], None
+    # Built on another machine (e.g. pulled with `dvc pull`): the same commit through this HF cache.
+    return meta["name"], meta["resolved_commit"]
 
 
 def load_tokenizer(model: ModelParams, base_dir: str | Path, padding_side: str = "left"):

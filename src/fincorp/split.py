@@ -44,6 +44,8 @@ def validate_rows(rows: list[dict[str, Any]], path: str) -> None:
 
 def read_applications(path: str) -> list[dict[str, Any]]:
     rows = read_jsonl(path)
+    if not rows:
+        raise DataError(f"{path}: no rows")
     validate_rows(rows, str(path))
     return rows
 
