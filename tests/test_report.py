@@ -219,7 +219,7 @@ def test_missing_grpo_still_builds(tmp_path):
     assert "Missing: **grpo** has no metrics" in md
     assert "| grpo | not run | 26/60 = 43.3% [31.6, 55.9] | n/a |" in md
     assert [(r["model"], r["versus"]) for r in results["paired"]] == [("sft", "baseline")] * 2
-    assert "\ngrpo_reward.png: not drawn:" in md and "run `dvc repro grpo`" in md
+    assert "### grpo_reward.png\n\nnot drawn:" in md and "run `dvc repro grpo`" in md
     assert not (tmp_path / "reports" / "grpo_reward.png").exists()
     assert (tmp_path / "reports" / "sft_loss.png").is_file()
     assert "not available (" in md  # dvc.lock

@@ -224,10 +224,12 @@ def run(params_path: str, out: str) -> None:
     start = time.time()
     # Build into a temp folder and move it into place at the end: an interrupted run leaves nothing
     # that DVC could mistake for an output.
-    tmp = Path(tempfile.mkdtemp(prefix=".base-", dir=out_dir.parent if out_dir.parent.exists() else None))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".base-", dir=out_dir.parent))
     try:
         if p.model.source == "local":
-            info = build_local(p, tmp, Path(tempfile.mkdtemp(prefix="fincorp-base-")))
+            with tempfile.TemporaryDirectory(prefix="fincorp-base-") as work:
+                info = build_local(p, tmp, Path(work))
         else:
             info = resolve_hub(p)
         write_json(tmp / "meta.json", {

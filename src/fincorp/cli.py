@@ -117,3 +117,14 @@ def sft(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> 
 def grpo(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> None:
     """Reinforcement learning of a LoRA adapter (TRL GRPOTrainer) with a rule-based reward."""
     stage("grpo").run(params_path, base_dir, train, out, log_dir)
+
+
+@main.command()
+@PARAMS
+@click.argument("models", nargs=-1)
+@click.option("--out", "out_dir", default="reports", show_default=True)
+@user_errors
+def report(params_path: str, models: tuple[str, ...], out_dir: str) -> None:
+    """Tables, paired tests, figures and provenance for MODELS (default: baseline sft grpo) -> reports/."""
+    module = stage("report")
+    module.run(params_path, models or module.MODELS, out_dir=out_dir)

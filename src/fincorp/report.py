@@ -98,7 +98,7 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
     if not present:
         raise FileNotFoundError(f"{metrics_dir}/: no metrics file for any of {', '.join(models)}; "
                                 f"evaluate first (`dvc repro eval`)")
-    metrics = {m: json.loads((metrics_dir_ / f"{m}.json").read_text(encoding="utf-8")) for m in present}
+    metrics = {m: read_json(metrics_dir_ / f"{m}.json") for m in present}
     prediction_paths = {m: predictions_dir_ / f"{m}.jsonl" for m in present}
     predictions = {m: read_jsonl(path) for m, path in prediction_paths.items()}
     curves = {name: {column: read_tsv(logs_dir_ / rel, column) for rel, column in files}
@@ -106,8 +106,7 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
     record_paths = {"base": models_dir_ / "base" / "meta.json"}
     record_paths |= {m: models_dir_ / m / "run.json" for m in models if m != BASELINE}
     record_paths |= {f"eval@{m}": logs_dir_ / "eval" / f"{m}.json" for m in models}
-    records = {stage: json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-               for stage, path in record_paths.items()}
+    records = {stage: read_json(path) if path.is_file() else None for stage, path in record_paths.items()}
     lock_data = YAML(typ="safe", pure=True).load(Path(lock)) if Path(lock).is_file() else None
     commit = git_commit(Path(params_path).resolve().parent)
 
@@ -171,6 +170,16 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
 
 # --- reading ---------------------------------------------------------------------------------------
 
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); rerun the stage that writes it") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def read_tsv(path: Path, column: str) -> tuple[list[int], list[float]] | None:
     """(steps, values) of one dvclive TSV (columns step and `column`), or None if there is no such file."""
     if not path.is_file():
@@ -230,7 +239,8 @@ def align_predictions(predictions: dict[str, list[dict]], paths: dict[str, Path]
     first, *others = by_model
     ids = sorted(by_model[first])
     for m in others:
-        only_first, only_m = sorted(set(by_model[first]) - set(by_model[m])), sorted(set(by_model[m]) - set(by_model[first]))
+        only_first = sorted(set(by_model[first]) - set(by_model[m]))
+        only_m = sorted(set(by_model[m]) - set(by_model[first]))
         if only_first or only_m:
             raise DataError(
                 f"{paths[m]} and {paths[first]} cover different test items ({len(only_m)} ids only in {m}"
@@ -345,9 +355,9 @@ def plot_confusion(metrics: dict[str, dict]) -> Figure:
     """One confusion matrix per model: gold rows, predicted columns (INVALID included), counts annotated."""
     fig = Figure(figsize=(4.6 * len(metrics), 4.4))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    top = max(max(row.values()) for mt in metrics.values() for row in mt["confusion"].values()) or 1  # one scale
     for ax, (m, mt) in zip(axes, metrics.items()):
         counts = [[mt["confusion"][g][c] for c in SHARE_LABELS] for g in LABELS]
-        top = max(max(r) for r in counts) or 1
         ax.imshow(counts, cmap="Blues", vmin=0, vmax=top)
         for i, r in enumerate(counts):
             for j, c in enumerate(r):
@@ -542,5 +552,5 @@ def render_markdown(results: dict[str, Any]) -> str:
 
     lines += ["", "## 7. Figures"]
     for name, status in results["figures"].items():
-        lines += ["", f"[{name}]({name})", "", f"![{name}]({name})"] if status == "written" else ["", f"{name}: {status}"]
+        lines += ["", f"### {name}", "", f"![{name}]({name})" if status == "written" else status]
     return "\n".join(lines) + "\n"
