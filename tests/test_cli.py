@@ -7,7 +7,10 @@ import shutil
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
+from ruamel.yaml import YAML
 from click.testing import CliRunner
 from omegaconf import OmegaConf
 
@@ -15,7 +18,8 @@ from fincorp.cli import main
 from fincorp.generate import generate
 from fincorp.jsonl import write_jsonl
 
-STAGES = ["generate", "split", "base", "sft", "grpo", "eval"]
+# One word per stage: the CLI has exactly one command per dvc.yaml stage.
+STAGES = list(YAML(typ="safe").load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"])
 
 
 @pytest.fixture

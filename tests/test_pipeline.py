@@ -1,0 +1,135 @@
+"""The promise of the artifact: a fresh clone reproduces the committed reference run with `dvc repro`.
+
+One fresh clone (of the committed HEAD) per session, the whole default pipeline run in it from
+nothing (about 4-5 minutes on 2 cores), then DVC's own machinery exercised on it: a second repro is a
+no-op, one GRPO param reruns only grpo/eval@grpo/report, `dvc exp run -S` and a queue work.
+Run alone with `make reproduce`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sh(args: list[str], cwd: Path, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
+    """A fresh clone of HEAD with the default pipeline reproduced in it; returns (path, env, seconds)."""
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True).returncode:
+        pytest.skip("not a git checkout with commits")
+    root = tmp_path_factory.mktemp("clone")
+    path = root / "fincorp"
+    env = {**os.environ,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": str(path / "src"),  # the clone's code, not this checkout's
+           "DVC_SITE_CACHE_DIR": str(root / "dvc-site"), "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
+           "GIT_AUTHOR_NAME": "fincorp-ci", "GIT_AUTHOR_EMAIL": "ci@fincorp.invalid",
+           "GIT_COMMITTER_NAME": "fincorp-ci", "GIT_COMMITTER_EMAIL": "ci@fincorp.invalid"}
+    sh(["git", "clone", "-q", str(REPO), str(path)], root, env)
+    start = time.time()
+    sh(["dvc", "repro"], path, env, timeout=1800)
+    return path, env, time.time() - start
+
+
+def test_fresh_clone_reproduces_the_reference_run_bit_for_bit(clone):
+    path, env, seconds = clone
+    print(f"fresh-clone dvc repro: {seconds:.0f} s")
+    changed = sh(["git", "status", "--porcelain", "--", "metrics", "predictions", "plots"], path, env).stdout
+    diff = sh(["git", "diff", "--stat", "--", "metrics", "predictions", "plots"], path, env).stdout
+    assert changed == "", f"the reproduction differs from the committed reference run:\n{changed}\n{diff}"
+
+
+def test_sft_still_learns_the_hidden_rule_from_the_default_base(clone):
+    """The trap: a base pre-trained too long can make the VIP rule unlearnable for LoRA SFT."""
+    path, _, _ = clone
+    metrics = json.loads((path / "metrics/sft.json").read_text())
+    assert metrics["vip_accuracy"]["value"] >= 0.8
+    assert metrics["accuracy"]["value"] >= 0.85
+    base = json.loads((path / "metrics/baseline.json").read_text())
+    assert 0.25 <= base["accuracy"]["value"] <= 0.45
+    assert base["per_class"]["REJECT_RISK"]["value"] >= 0.8
+    assert base["prediction_distribution"]["MANUAL_REVIEW"] <= 0.05
+    assert base["invalid_rate"] <= 0.05
+
+
+def test_second_repro_is_a_fast_no_op(clone):
+    path, env, _ = clone
+    start = time.time()
+    out = sh(["dvc", "repro"], path, env).stdout
+    seconds = time.time() - start
+    print(f"no-op dvc repro: {seconds:.2f} s")
+    assert "Data and pipelines are up to date." in out
+    assert seconds < 5.0  # measured ~1.5 s here; generous for a loaded CI machine
+
+
+def stale_stages(path: Path, env: dict) -> set[str]:
+    return set(json.loads(sh(["dvc", "status", "--json"], path, env).stdout))
+
+
+def test_one_grpo_param_reruns_only_grpo_its_eval_and_the_report(clone):
+    path, env, _ = clone
+    assert stale_stages(path, env) == set()
+    params = OmegaConf.load(path / "params.yaml")
+    params.grpo.lr = 5e-5
+    OmegaConf.save(params, path / "params.yaml")
+    try:
+        assert stale_stages(path, env) == {"grpo", "eval@grpo", "report"}
+        dry = sh(["dvc", "repro", "--dry"], path, env).stdout
+        ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
+        assert ran == {"grpo", "eval@grpo", "report"}
+    finally:
+        sh(["git", "checkout", "--", "params.yaml"], path, env)
+
+
+def test_exp_run_with_a_set_param_and_metrics_diff(clone):
+    path, env, _ = clone
+    sh(["dvc", "exp", "run", "-n", "lr5e-5", "-S", "grpo.lr=5e-5", "-S", "grpo.num_train_epochs=0.25"], path, env)
+    shown = json.loads(sh(["dvc", "exp", "show", "--json"], path, env).stdout)
+    exps = [e for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])]
+    named = [e for e in exps if e.get("name") == "lr5e-5"]
+    assert named, f"experiment not listed: {[e.get('name') for e in exps]}"
+    grpo_params = named[0]["data"]["params"]["params.yaml"]["data"]["grpo"]
+    assert grpo_params["lr"] == 5e-5 and grpo_params["num_train_epochs"] == 0.25
+    diff = json.loads(sh(["dvc", "params", "diff", "--json"], path, env).stdout)
+    assert diff["params.yaml"]["grpo.lr"]["new"] == 5e-5
+    metrics = json.loads(sh(["dvc", "metrics", "diff", "--json"], path, env).stdout)
+    assert "metrics/grpo.json" in metrics or metrics == {}  # empty when the shorter run scores the same
+    sh(["git", "checkout", "--", "."], path, env)
+    sh(["dvc", "checkout", "-q"], path, env)
+
+
+def test_queued_experiments_run_with_dvc_queue_start(clone):
+    path, env, _ = clone
+    for lr in ("1e-5", "2e-5"):
+        sh(["dvc", "exp", "run", "--queue", "-n", f"q{lr}", "-S", f"grpo.lr={lr}",
+            "-S", "grpo.num_train_epochs=0.1"], path, env)
+    sh(["dvc", "queue", "start", "-j", "1"], path, env)
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = sh(["dvc", "queue", "status"], path, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    else:
+        pytest.fail(f"queue did not finish:\n{status}")
+    sh(["dvc", "queue", "stop"], path, env)
+    assert status.count("Success") == 2, status
+    shown = json.loads(sh(["dvc", "exp", "show", "--json"], path, env).stdout)
+    names = {e.get("name") for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])}
+    assert {"q1e-5", "q2e-5"} <= names
