@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test test-fast clean-venv
+.PHONY: setup repro test test-fast reproduce benchmark lock-gpu gpu-image clean-venv
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,30 @@ test: setup
 
 test-fast: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"
+
+# Fresh-clone reproduction check: clone HEAD to a temp dir, `dvc repro` from nothing, compare metrics/
+# and predictions/ with the committed reference run (bit for bit), then exercise exp run and the queue.
+reproduce: setup
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest tests/test_pipeline.py -v -s
+
+# Full-pipeline time, per-stage time and memory, no-op time, eval throughput -> benchmarks/cpu.{json,md}
+benchmark: setup
+	PATH="$(BIN):$$PATH" $(BIN)/python scripts/benchmark.py
+
+# GPU locks: resolve metadata only (downloads no wheels); needs uv (`pip install uv`).
+# Each lock starts with its .in file's first comment block. Bump --exclude-newer with the pins.
+UV ?= uv
+UV_LOCK_FLAGS := -q --python-platform x86_64-unknown-linux-gnu --python-version 3.11 \
+  --exclude-newer 2026-11-29T00:00:00Z --no-header
+
+lock-gpu:
+	for n in requirements-gpu requirements-gpu-vllm; do \
+	  { sed '/^$$/q' $$n.in && $(UV) pip compile $(UV_LOCK_FLAGS) $$n.in; } > $$n.lock.tmp \
+	    && mv $$n.lock.tmp $$n.lock || exit 1; \
+	done
+
+gpu-image:
+	docker build -t fincorp:gpu .
 
 clean-venv:
 	rm -rf $(VENV)

@@ -76,7 +76,8 @@ TINY = {
     "base.num_attention_heads": 2,
     "base.num_key_value_heads": 1,
     "base.head_dim": 16,
-    "base.prior.n": 150,
+    "base.prior.n": 600,  # enough for the tiny base to answer in the JSON format (GRPO needs valid samples)
+    "base.num_train_epochs": 5.0,
     "base.per_device_train_batch_size": 16,
     "sft.num_train_epochs": 1.0,
     "sft.logging_steps": 1,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 from collections import Counter
 
@@ -34,6 +36,9 @@ def test_grpo_steps_change_lora_only_and_the_reward_sees_the_label(tiny_workspac
 
     monkeypatch.chdir(tiny_workspace)
     p = load_params("params.yaml")
+    # A cooler sampler: the tiny base samples mostly invalid JSON at 1.0 (greedy is valid), and groups of
+    # all-invalid completions have no reward variance to learn from.
+    p = dataclasses.replace(p, grpo=dataclasses.replace(p.grpo, temperature=0.5))
     rows = read_applications("data/train.jsonl")[:16]
     trainer, reward = build_trainer(p, "models/base", rows, tmp_path / "ckpt", None)
     before = {n: t.detach().clone() for n, t in trainer.model.named_parameters()}
@@ -42,18 +47,13 @@ def test_grpo_steps_change_lora_only_and_the_reward_sees_the_label(tiny_workspac
     lora = [n for n in before if "lora_" in n]
     frozen = [n for n in before if "lora_" not in n]
     assert all(torch.equal(before[n], after[n]) for n in frozen), "base weights changed"
-    # The policy gradient is zero when every group has zero reward variance; the tiny base samples
-    # with temperature 1.0, so some group differs within 16 prompts x 4 generations.
+    # The policy gradient is zero when every group has zero reward variance.
+    zero_std = [h["frac_reward_zero_std"] for h in trainer.state.log_history if "frac_reward_zero_std" in h]
+    assert min(zero_std) < 1.0, "every group had the same reward: nothing to learn from"
     assert any(not torch.equal(before[n], after[n]) for n in lora), "no LoRA weight changed"
     # Every completion was scored against its own prompt's gold label, passed by TRL from the dataset.
     expected = Counter({label: n * p.grpo.num_generations for label, n in Counter(r["label"] for r in rows).items()})
     assert reward.gold_seen == expected
-    shares = [h for h in trainer.state.log_history if "sampled_share/REJECT_RISK" in h]
-    assert shares and all(abs(sum(h[f"sampled_share/{k}"] for k in
-                                  ("MANUAL_REVIEW", "REJECT_RISK", "A_PLUS_TIER", "STANDARD_LOAN", "INVALID"))
-                              - 1) < 1e-9 for h in shares)
-    assert all("frac_reward_zero_std" in h for h in shares)
-
     out = tmp_path / "models/grpo"
     out.parent.mkdir()
     grpo.run("params.yaml", "models/base", "data/train.jsonl", str(out), str(tmp_path / "logs/grpo"),
@@ -62,4 +62,11 @@ def test_grpo_steps_change_lora_only_and_the_reward_sees_the_label(tiny_workspac
     assert (out / "adapter_model.safetensors").is_file()
     assert record["vip_samples"] > 0 and 0 <= record["vip_manual_review_samples"] <= record["vip_samples"]
     assert (tmp_path / "logs/grpo/plots/metrics/frac_reward_zero_std.tsv").is_file()
-    assert (tmp_path / "logs/grpo/plots/metrics/sampled_share/MANUAL_REVIEW.tsv").is_file()
+    # Our label shares, logged per step through dvclive: the five shares sum to 1 at every step.
+    share_dir = tmp_path / "logs/grpo/plots/metrics/sampled_share"
+    columns = {}
+    for label in ("MANUAL_REVIEW", "REJECT_RISK", "A_PLUS_TIER", "STANDARD_LOAN", "INVALID"):
+        rows = list(csv.DictReader((share_dir / f"{label}.tsv").open(), delimiter="\t"))
+        columns[label] = {int(r["step"]): float(r[label]) for r in rows}
+    steps = set.intersection(*(set(c) for c in columns.values()))
+    assert steps and all(abs(sum(c[s] for c in columns.values()) - 1) < 1e-6 for s in steps)

@@ -78,6 +78,23 @@ def test_second_repro_is_a_fast_no_op(clone):
     assert seconds < 5.0  # measured ~1.5 s here; generous for a loaded CI machine
 
 
+def test_results_travel_between_machines_through_a_dvc_remote(clone, tmp_path):
+    """A GPU host commits dvc.lock and `dvc push`es; a laptop clones and `dvc pull`s (local-folder remote)."""
+    path, env, _ = clone
+    store = tmp_path / "store"
+    sh(["git", "commit", "-qam", "results of a run"], path, env)
+    sh(["dvc", "remote", "add", "--local", "-d", "shared", str(store)], path, env)
+    sh(["dvc", "push"], path, env)
+    laptop = tmp_path / "laptop"
+    sh(["git", "clone", "-q", str(path), str(laptop)], tmp_path, env)
+    sh(["dvc", "remote", "add", "--local", "-d", "shared", str(store)], laptop, env)
+    sh(["dvc", "pull"], laptop, env)
+    for out in ("models/sft/adapter_model.safetensors", "models/grpo/adapter_model.safetensors",
+                "models/base/model.safetensors", "data/test.jsonl"):
+        assert (laptop / out).read_bytes() == (path / out).read_bytes()
+    assert stale_stages(laptop, {**env, "PYTHONPATH": str(laptop / "src")}) == set()
+
+
 def stale_stages(path: Path, env: dict) -> set[str]:
     return set(json.loads(sh(["dvc", "status", "--json"], path, env).stdout))
 

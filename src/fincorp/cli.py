@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 
 from fincorp.jsonl import DataError
-from fincorp.params import ParamsError
+from fincorp.params import ParamsError, load_params
 
 PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True,
                       type=click.Path(dir_okay=False), help="params file")
@@ -43,6 +46,38 @@ def stage(name: str):
 
         hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars would drown the stage's log
     return module
+
+
+def train_stage(name: str, params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> None:
+    """Run a training stage in this process, or relaunch it on several when params.yaml's `launch:` says so.
+
+    launch.accelerate_config set -> `accelerate launch --config_file FILE -m fincorp NAME ...`
+    launch.num_processes > 1     -> `torchrun --standalone --nproc_per_node N -m fincorp NAME ...`
+    (accelerate starts several CPU processes only through MPI; torchrun needs nothing. The stage's own
+    options must not be prefixes of the launchers' options: torchrun would take `--logs` as its own
+    `--logs-specs`, hence `--live` for the dvclive folder.) The workers see
+    LOCAL_RANK and run the stage; TRL/accelerate shard the batches; the main process saves, once.
+    """
+    launch = load_params(params_path).launch
+    if "LOCAL_RANK" in os.environ or not (launch.accelerate_config or launch.num_processes > 1):
+        stage(name).run(params_path, base_dir, train, out, log_dir)
+        return
+    args = ["-m", "fincorp", name, "--params", params_path, "--base", base_dir, "--train", train, "--out", out,
+            "--live", log_dir]
+    if launch.accelerate_config:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", launch.accelerate_config, *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={launch.num_processes}", *args]
+    env = dict(os.environ)
+    import torch
+
+    if not torch.cuda.is_available():
+        env["ACCELERATE_USE_CPU"] = "true"  # gloo backend, CPU tensors
+    click.echo(f"launching: {' '.join(cmd[2:])}")
+    code = subprocess.call(cmd, env=env)
+    if code:
+        raise click.ClickException(f"{name} failed under the launcher (exit code {code}); see the log above")
 
 
 @click.group()
@@ -100,11 +135,11 @@ def eval_(params_path: str, name: str, base_dir: str, model_dir: str | None, tes
 @click.option("--base", "base_dir", default="models/base", show_default=True)
 @click.option("--train", default="data/train.jsonl", show_default=True)
 @click.option("--out", default="models/sft", show_default=True)
-@click.option("--logs", "log_dir", default="logs/sft", show_default=True)
+@click.option("--live", "log_dir", default="logs/sft", show_default=True)
 @user_errors
 def sft(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> None:
     """Supervised fine-tuning of a LoRA adapter (TRL SFTTrainer)."""
-    stage("sft").run(params_path, base_dir, train, out, log_dir)
+    train_stage("sft", params_path, base_dir, train, out, log_dir)
 
 
 @main.command()
@@ -112,11 +147,11 @@ def sft(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> 
 @click.option("--base", "base_dir", default="models/base", show_default=True)
 @click.option("--train", default="data/train.jsonl", show_default=True)
 @click.option("--out", default="models/grpo", show_default=True)
-@click.option("--logs", "log_dir", default="logs/grpo", show_default=True)
+@click.option("--live", "log_dir", default="logs/grpo", show_default=True)
 @user_errors
 def grpo(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> None:
     """Reinforcement learning of a LoRA adapter (TRL GRPOTrainer) with a rule-based reward."""
-    stage("grpo").run(params_path, base_dir, train, out, log_dir)
+    train_stage("grpo", params_path, base_dir, train, out, log_dir)
 
 
 @main.command()

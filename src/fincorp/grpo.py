@@ -26,13 +26,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from fincorp.model import chat_kwargs, load_base_model, load_tokenizer
+from fincorp.model import base_location, chat_kwargs, load_base_model, load_tokenizer
 from fincorp.params import Params, load_params, to_dict
 from fincorp.prompt import prompt_messages
 from fincorp.rules import LABELS, MANUAL_REVIEW
 from fincorp.scoring import completion_text, exact_reward, parse_decision, scripts_reward
 from fincorp.split import read_applications
-from fincorp.train import live_callback, lora_config, prepare_checkpoints, save_adapter
+from fincorp.train import is_main_process, live_callback, lora_config, prepare_checkpoints, save_adapter
 
 
 class CountingReward:
@@ -114,6 +114,7 @@ def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, lo
         gradient_checkpointing=g.gradient_checkpointing,
         use_vllm=g.use_vllm,
         vllm_mode="colocate",
+        vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         chat_template_kwargs=chat_kwargs(p.model),
         logging_steps=g.logging_steps,
         save_strategy="steps",
@@ -127,7 +128,7 @@ def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, lo
     )
     reward = CountingReward(p)
     callbacks: list = [LabelShareCallback(reward)]
-    if log_dir is not None:
+    if log_dir is not None and is_main_process():
         callbacks.append(live_callback(log_dir, resume))  # after LabelShareCallback: it logs the shares too
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(rows, p),
                           processing_class=tokenizer, peft_config=lora_config(g.lora), callbacks=callbacks)
@@ -138,10 +139,11 @@ def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str,
         checkpoints: str = "checkpoints/grpo") -> None:
     p = load_params(params_path)
     rows = read_applications(train)
+    base_location(p.model, base_dir)  # a missing or mismatched base is an error before anything starts
     started = time.time()
     ckpt_dir = Path(checkpoints)
     resume_from = prepare_checkpoints(ckpt_dir, params=to_dict(p), base=Path(base_dir) / "meta.json", train=train)
-    if resume_from is None:
+    if resume_from is None and is_main_process():
         shutil.rmtree(log_dir, ignore_errors=True)
     trainer, reward = build_trainer(p, base_dir, rows, ckpt_dir, Path(log_dir), resume=resume_from is not None)
     result = trainer.train(resume_from_checkpoint=resume_from)

@@ -136,6 +136,7 @@ class GrpoParams:
     bf16: bool
     gradient_checkpointing: bool
     use_vllm: bool
+    vllm_gpu_memory_utilization: float  # colocate mode: vLLM's share of GPU memory
     logging_steps: int
     save_steps: int
     lora: LoraParams
@@ -150,6 +151,14 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
+class LaunchParams:
+    """How the training stages (sft, grpo) start: one process, or several through accelerate/torchrun."""
+
+    accelerate_config: str  # "" or a file under configs/accelerate/: `accelerate launch --config_file`
+    num_processes: int  # with no accelerate_config and > 1: torchrun --standalone (CPU: gloo)
+
+
+@dataclass(frozen=True)
 class Params:
     profile: str  # which conf/profile/*.yaml this was composed from
     seed: int  # training and evaluation seed (data has its own seeds under generate/split)
@@ -161,6 +170,7 @@ class Params:
     sft: SftParams
     grpo: GrpoParams
     eval: EvalParams
+    launch: LaunchParams
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> Params:
@@ -309,5 +319,10 @@ def _check(p: Params, file: str) -> None:
     need(p.eval.max_new_tokens >= 1, "eval.max_new_tokens", "must be >= 1")
     need(p.eval.batch_size >= 1, "eval.batch_size", "must be >= 1")
     need(p.eval.temperature > 0, "eval.temperature", "must be positive")
+    need(p.launch.num_processes >= 1, "launch.num_processes", f"must be >= 1, got {p.launch.num_processes}")
+    if p.launch.accelerate_config:
+        need(Path(p.launch.accelerate_config).is_file(), "launch.accelerate_config",
+             f"{p.launch.accelerate_config!r} is not a file (see configs/accelerate/)")
+    need(0.0 < g.vllm_gpu_memory_utilization < 1.0, "grpo.vllm_gpu_memory_utilization", "must be in (0, 1)")
     if g.use_vllm:
         need(p.model.source == "hub", "grpo.use_vllm", "needs a GPU profile (model.source: hub)")

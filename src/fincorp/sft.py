@@ -17,11 +17,11 @@ import shutil
 import time
 from pathlib import Path
 
-from fincorp.model import chat_kwargs, load_base_model, load_tokenizer
+from fincorp.model import base_location, chat_kwargs, load_base_model, load_tokenizer
 from fincorp.params import Params, load_params, to_dict
 from fincorp.prompt import answer_text, prompt_messages
 from fincorp.split import read_applications
-from fincorp.train import live_callback, lora_config, prepare_checkpoints, save_adapter
+from fincorp.train import is_main_process, live_callback, lora_config, prepare_checkpoints, save_adapter
 
 
 def sft_dataset(rows: list[dict], p: Params):
@@ -69,7 +69,7 @@ def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, lo
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
     )
-    callbacks = [live_callback(log_dir, resume)] if log_dir is not None else []
+    callbacks = [live_callback(log_dir, resume)] if log_dir is not None and is_main_process() else []
     return SFTTrainer(model=model, args=args, train_dataset=sft_dataset(rows, p), processing_class=tokenizer,
                       peft_config=lora_config(s.lora), callbacks=callbacks)
 
@@ -78,11 +78,12 @@ def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str,
         checkpoints: str = "checkpoints/sft") -> None:
     p = load_params(params_path)
     rows = read_applications(train)
+    base_location(p.model, base_dir)  # a missing or mismatched base is an error before anything starts
     started = time.time()
     ckpt_dir = Path(checkpoints)
     resume_from = prepare_checkpoints(ckpt_dir, params=to_dict(p), base=Path(base_dir) / "meta.json",
                                       train=train)
-    if resume_from is None:
+    if resume_from is None and is_main_process():
         shutil.rmtree(log_dir, ignore_errors=True)
     trainer = build_trainer(p, base_dir, rows, ckpt_dir, Path(log_dir), resume=resume_from is not None)
     result = trainer.train(resume_from_checkpoint=resume_from)

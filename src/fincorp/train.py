@@ -65,24 +65,49 @@ def fingerprint(*parts: Any) -> str:
     return h.hexdigest()
 
 
-def prepare_checkpoints(ckpt_dir: Path, print_: Any = print, **inputs: Any) -> str | None:
-    """Last checkpoint to resume from, or None. Stale checkpoints (other inputs) are removed."""
-    fp = fingerprint(*(inputs[k] for k in sorted(inputs)))
-    stamp = ckpt_dir / "fingerprint.txt"
-    if ckpt_dir.exists() and (not stamp.is_file() or stamp.read_text() != fp):
-        shutil.rmtree(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fp)
-    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1]))
+def prepare_checkpoints(ckpt_dir: Path, **inputs: Any) -> str | None:
+    """Last checkpoint to resume from, or None. Stale checkpoints (other inputs) are removed first.
+
+    Under several processes only the main one cleans up; every process then reads the same folder.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:
+        fp = fingerprint(*(inputs[k] for k in sorted(inputs)))
+        stamp = ckpt_dir / "fingerprint.txt"
+        if ckpt_dir.exists() and (not stamp.is_file() or stamp.read_text() != fp):
+            shutil.rmtree(ckpt_dir)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fp)
+    state.wait_for_everyone()
+    # A checkpoint counts once the trainer has written its state (a kill can leave a partial folder).
+    ckpts = sorted((c for c in ckpt_dir.glob("checkpoint-*") if (c / "trainer_state.json").is_file()),
+                   key=lambda c: int(c.name.split("-")[1]))
     if ckpts:
-        print_(f"resuming from {ckpts[-1]}")
+        print(f"resuming from {ckpts[-1]}")
         return str(ckpts[-1])
     return None
 
 
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def save_adapter(trainer: Any, out: str | Path, ckpt_dir: Path, params: dict, started: float, result: Any,
                  **extra: Any) -> None:
-    """Adapter (safetensors) + run.json into `out`, moved into place whole; then drop the checkpoints."""
+    """Adapter (safetensors) + run.json into `out`, moved into place whole; then drop the checkpoints.
+
+    Under several processes the main one saves, once; the others only wait for it.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return
     out_dir = Path(out)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
@@ -93,6 +118,7 @@ def save_adapter(trainer: Any, out: str | Path, ckpt_dir: Path, params: dict, st
         "hardware": hardware(),
         "wall_time_s": round(time.time() - started, 1),
         "peak_memory_mib": peak_memory_mib(),
+        "num_processes": state.num_processes,
         "global_step": result.global_step,
         "train_loss": result.training_loss,
         **extra,

@@ -1,0 +1,107 @@
+"""Benchmark the default profile on this machine: `make benchmark` (or python scripts/benchmark.py).
+
+Clones the committed HEAD into a temp dir and, there:
+  1. times a full `dvc repro` from nothing (the fresh-clone reproduction a stranger would run),
+  2. reads each stage's wall time and peak memory from its run record,
+  3. times a no-op `dvc repro` (median of 3),
+  4. measures eval throughput on the 160 test prompts: batched (eval.batch_size) vs one at a time,
+     greedy, on the built base model.
+Prints a markdown table and writes benchmarks/cpu.json and benchmarks/cpu.md in this checkout.
+Targets on 2 cores (issue 8): full pipeline <= 10 min, no-op <= 1.5 s, batched >= 10x single.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sh(args: list[str], cwd: Path, env: dict) -> float:
+    start = time.time()
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return time.time() - start
+
+
+def eval_throughput(clone: Path) -> dict[str, float]:
+    sys.path.insert(0, str(clone / "src"))
+    import torch
+
+    from fincorp.eval import generate_completions
+    from fincorp.model import chat_kwargs, load_for_inference, load_tokenizer
+    from fincorp.params import load_params
+    from fincorp.prompt import prompt_messages
+    from fincorp.split import read_applications
+
+    p = load_params(clone / "params.yaml")
+    tok = load_tokenizer(p.model, clone / "models/base")
+    model = load_for_inference(p.model, clone / "models/base", None)
+    rows = read_applications(clone / "data/test.jsonl")
+    prompts = [tok.apply_chat_template(prompt_messages(r, p.prompt.burn_display), tokenize=False,
+                                       add_generation_prompt=True, **chat_kwargs(p.model)) for r in rows]
+    out = {"prompts": len(prompts), "threads": torch.get_num_threads()}
+    for name, batch in (("batched", p.eval.batch_size), ("one_at_a_time", 1)):
+        start = time.time()
+        generate_completions(model, tok, prompts, p.eval.max_new_tokens, batch, False, 1.0, 0, progress=False)
+        out[f"{name}_samples_per_second"] = round(len(prompts) / (time.time() - start), 1)
+    out["speedup"] = round(out["batched_samples_per_second"] / out["one_at_a_time_samples_per_second"], 1)
+    return out
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="fincorp-bench-") as tmp:
+        clone = Path(tmp) / "fincorp"
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               "PYTHONPATH": str(clone / "src"), "DVC_SITE_CACHE_DIR": str(Path(tmp) / "dvc-site"),
+               "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
+        sh(["git", "clone", "-q", str(REPO), str(clone)], Path(tmp), env)
+        full = sh(["dvc", "repro"], clone, env)
+        noop = statistics.median(sh(["dvc", "repro"], clone, env) for _ in range(3))
+        stages = {"base": clone / "models/base/meta.json", "sft": clone / "models/sft/run.json",
+                  "grpo": clone / "models/grpo/run.json"}
+        stages |= {f"eval@{m}": clone / f"logs/eval/{m}.json" for m in ("baseline", "sft", "grpo")}
+        per_stage = {}
+        for name, path in stages.items():
+            rec = json.loads(path.read_text())
+            per_stage[name] = {"wall_time_s": rec.get("wall_time_s", rec.get("generate_seconds")),
+                               "peak_memory_mib": rec["peak_memory_mib"]}
+        throughput = eval_throughput(clone)
+    result = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "full_repro_s": round(full, 1),
+        "noop_repro_s": round(noop, 2),
+        "stages": per_stage,
+        "eval_throughput": throughput,
+        "targets": {"full_repro_s": 600, "noop_repro_s": 1.5, "eval_speedup": 10},
+    }
+    lines = [
+        "# Benchmark: default profile (`cpu`)", "",
+        f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}.", "",
+        "| what | measured | target |", "|---|---|---|",
+        f"| fresh-clone `dvc repro` | {full:.0f} s | <= 600 s |",
+        f"| no-op `dvc repro` (median of 3) | {noop:.2f} s | <= 1.5 s |",
+        f"| eval, batched ({throughput['batched_samples_per_second']} samples/s) vs one at a time "
+        f"({throughput['one_at_a_time_samples_per_second']} samples/s) | {throughput['speedup']}x | >= 10x |", "",
+        "| stage | wall time (s) | peak memory (MiB) |", "|---|---|---|",
+        *(f"| {k} | {v['wall_time_s']} | {v['peak_memory_mib']} |" for k, v in per_stage.items()), "",
+        "Eval wall time is generation only. Generated by `make benchmark`.",
+    ]
+    out = REPO / "benchmarks"
+    out.mkdir(exist_ok=True)
+    (out / "cpu.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    (out / "cpu.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
