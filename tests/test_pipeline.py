@@ -106,7 +106,8 @@ def test_one_grpo_param_reruns_only_grpo_its_eval_and_the_report(clone):
     params.grpo.lr = 5e-5
     OmegaConf.save(params, path / "params.yaml")
     try:
-        assert stale_stages(path, env) == {"grpo", "eval@grpo", "report"}
+        # `dvc status` names the stage whose own deps changed; the dry run shows what it drags along.
+        assert stale_stages(path, env) == {"grpo"}
         dry = sh(["dvc", "repro", "--dry"], path, env).stdout
         ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
         assert ran == {"grpo", "eval@grpo", "report"}
