@@ -32,7 +32,8 @@ from fincorp.prompt import prompt_messages
 from fincorp.rules import LABELS, MANUAL_REVIEW
 from fincorp.scoring import completion_text, exact_reward, parse_decision, scripts_reward
 from fincorp.split import read_applications
-from fincorp.train import is_main_process, live_callback, lora_config, prepare_checkpoints, save_adapter
+from fincorp.train import (is_main_process, live_callback, lora_config, prepare_checkpoints, save_adapter,
+                           trainer_args)
 
 
 class CountingReward:
@@ -88,7 +89,6 @@ def grpo_dataset(rows: list[dict], p: Params):
 def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, log_dir: Path | None,
                   resume: bool = False):
     """GRPOTrainer with a fresh LoRA adapter on the base model (also used by the tests)."""
-    import torch
     from transformers import set_seed
     from trl import GRPOConfig, GRPOTrainer
 
@@ -97,34 +97,17 @@ def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, lo
     tokenizer = load_tokenizer(p.model, base_dir, padding_side="left")
     model = load_base_model(p.model, base_dir)
     args = GRPOConfig(
-        output_dir=str(ckpt_dir),
-        learning_rate=g.lr,
-        num_train_epochs=g.num_train_epochs,
-        per_device_train_batch_size=g.per_device_train_batch_size,
-        gradient_accumulation_steps=g.gradient_accumulation_steps,
+        **trainer_args(g, p.seed, ckpt_dir),
         num_generations=g.num_generations,
         max_completion_length=g.max_completion_length,
         temperature=g.temperature,
         beta=g.beta,
         loss_type=g.loss_type,
         scale_rewards=g.scale_rewards,
-        lr_scheduler_type=g.lr_scheduler_type,
-        warmup_steps=g.warmup_steps,
-        bf16=g.bf16,
-        gradient_checkpointing=g.gradient_checkpointing,
         use_vllm=g.use_vllm,
         vllm_mode="colocate",
         vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         chat_template_kwargs=chat_kwargs(p.model),
-        logging_steps=g.logging_steps,
-        save_strategy="steps",
-        save_steps=g.save_steps,
-        save_total_limit=1,
-        seed=p.seed,
-        data_seed=p.seed,
-        report_to="none",
-        use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
     )
     reward = CountingReward(p)
     callbacks: list = [LabelShareCallback(reward)]

@@ -21,7 +21,8 @@ from fincorp.model import base_location, chat_kwargs, load_base_model, load_toke
 from fincorp.params import Params, load_params, to_dict
 from fincorp.prompt import answer_text, prompt_messages
 from fincorp.split import read_applications
-from fincorp.train import is_main_process, live_callback, lora_config, prepare_checkpoints, save_adapter
+from fincorp.train import (is_main_process, live_callback, lora_config, prepare_checkpoints, save_adapter,
+                           trainer_args)
 
 
 def sft_dataset(rows: list[dict], p: Params):
@@ -38,7 +39,6 @@ def sft_dataset(rows: list[dict], p: Params):
 def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, log_dir: Path | None,
                   resume: bool = False):
     """SFTTrainer with a fresh LoRA adapter on the base model (also used by the tests)."""
-    import torch
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
@@ -47,27 +47,10 @@ def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, lo
     tokenizer = load_tokenizer(p.model, base_dir, padding_side="right")
     model = load_base_model(p.model, base_dir)
     args = SFTConfig(
-        output_dir=str(ckpt_dir),
-        learning_rate=s.lr,
-        num_train_epochs=s.num_train_epochs,
-        per_device_train_batch_size=s.per_device_train_batch_size,
-        gradient_accumulation_steps=s.gradient_accumulation_steps,
-        lr_scheduler_type=s.lr_scheduler_type,
-        warmup_steps=s.warmup_steps,
+        **trainer_args(s, p.seed, ckpt_dir),
         weight_decay=s.weight_decay,
         max_length=s.max_length,
         completion_only_loss=s.completion_only_loss,
-        bf16=s.bf16,
-        gradient_checkpointing=s.gradient_checkpointing,
-        logging_steps=s.logging_steps,
-        save_strategy="steps",
-        save_steps=s.save_steps,
-        save_total_limit=1,
-        seed=p.seed,
-        data_seed=p.seed,
-        report_to="none",
-        use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
     )
     callbacks = [live_callback(log_dir, resume)] if log_dir is not None and is_main_process() else []
     return SFTTrainer(model=model, args=args, train_dataset=sft_dataset(rows, p), processing_class=tokenizer,

@@ -22,6 +22,33 @@ from fincorp.model import hardware, peak_memory_mib, versions
 from fincorp.params import LoraParams
 
 
+def trainer_args(section: Any, seed: int, ckpt_dir: Path) -> dict[str, Any]:
+    """The TrainingArguments sft and grpo share, from their params section (HF names, `lr` excepted):
+    optimisation, precision, logging, checkpoints every `save_steps` (the last one kept), seeds."""
+    import torch
+
+    return dict(
+        output_dir=str(ckpt_dir),
+        learning_rate=section.lr,
+        num_train_epochs=section.num_train_epochs,
+        per_device_train_batch_size=section.per_device_train_batch_size,
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        lr_scheduler_type=section.lr_scheduler_type,
+        warmup_steps=section.warmup_steps,
+        bf16=section.bf16,
+        gradient_checkpointing=section.gradient_checkpointing,
+        logging_steps=section.logging_steps,
+        save_strategy="steps",
+        save_steps=section.save_steps,
+        save_total_limit=1,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,
+    )
+
+
 def lora_config(lp: LoraParams):
     from peft import LoraConfig
 
