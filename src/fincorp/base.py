@@ -207,13 +207,11 @@ def resolve_hub(p: Params) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no *.safetensors weights (only safetensors are loaded)")
     config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    import torch
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
     with init_empty_weights():  # count parameters without loading 28 GB
         n_params = sum(t.numel() for t in AutoModelForCausalLM.from_config(config).parameters())
-    del torch
     return {"path": str(path), "resolved_commit": commit, "num_parameters": n_params,
             "architecture": (config.architectures or ["?"])[0]}
 

@@ -32,12 +32,9 @@ from fincorp.model import chat_kwargs, load_for_inference, load_tokenizer, peak_
 from fincorp.params import load_params
 from fincorp.prompt import prompt_messages
 from fincorp.rules import LABELS, MANUAL_REVIEW
-from fincorp.scoring import parse_decision
+from fincorp.scoring import INVALID, parse_decision
 from fincorp.split import read_applications
 from fincorp.stats import wilson
-
-INVALID = "INVALID"
-
 
 def generate_completions(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
                          do_sample: bool, temperature: float, seed: int, progress: bool = True) -> list[str]:

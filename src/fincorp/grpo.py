@@ -30,7 +30,7 @@ from fincorp.model import base_location, chat_kwargs, load_base_model, load_toke
 from fincorp.params import Params, load_params, to_dict
 from fincorp.prompt import prompt_messages
 from fincorp.rules import LABELS, MANUAL_REVIEW
-from fincorp.scoring import completion_text, exact_reward, parse_decision, scripts_reward
+from fincorp.scoring import INVALID, completion_text, exact_reward, parse_decision, scripts_reward
 from fincorp.split import read_applications
 from fincorp.train import (is_main_process, live_callback, lora_config, prepare_checkpoints, save_adapter,
                            trainer_args)
@@ -52,7 +52,7 @@ class CountingReward:
         self.gold_seen.update(label)
         for c, gold in zip(completions, label):
             pred = parse_decision(completion_text(c))
-            self.window[pred or "INVALID"] += 1
+            self.window[pred or INVALID] += 1
             if gold == MANUAL_REVIEW:
                 self.vip_samples += 1
                 self.vip_manual_review += pred == MANUAL_REVIEW
@@ -72,7 +72,7 @@ class LabelShareCallback(TrainerCallback):
             return
         total = sum(self.reward.window.values())
         if total:
-            for label in (*LABELS, "INVALID"):
+            for label in (*LABELS, INVALID):
                 logs[f"sampled_share/{label}"] = self.reward.window.get(label, 0) / total
         logs["vip/manual_review_samples"] = self.reward.vip_manual_review
         logs["vip/samples"] = self.reward.vip_samples

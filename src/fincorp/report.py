@@ -48,7 +48,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from ruamel.yaml import YAML
 
-from fincorp.eval import INVALID
+from fincorp.scoring import INVALID
 from fincorp.jsonl import DataError, read_jsonl, write_json
 from fincorp.params import load_params
 from fincorp.rules import LABELS, MANUAL_REVIEW

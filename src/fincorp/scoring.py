@@ -27,6 +27,8 @@ from typing import Any
 
 from fincorp.rules import A_PLUS_TIER, LABELS, MANUAL_REVIEW, REJECT_RISK
 
+INVALID = "INVALID"  # how an output that is not exactly one valid decision is counted and shown
+
 _FENCE = re.compile(r"\A```[A-Za-z]*\s*\n?(.*?)\n?\s*```\Z", re.DOTALL)
 _THINK = re.compile(r"\A<think>.*?</think>", re.DOTALL)
 
