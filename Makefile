@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test test-fast reproduce benchmark lock-gpu gpu-image clean-venv
+.PHONY: setup repro test test-fast reproduce benchmark study lock-gpu gpu-image clean-venv
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ test-fast: setup
 # and predictions/ with the committed reference run (bit for bit), then exercise exp run and the queue.
 reproduce: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest tests/test_pipeline.py -v -s
+
+# One study as DVC experiments -> reports/studies/$(STUDY)/ (README "Studies"): seeds, reward, prior or data.
+#   make study STUDY=seeds ARGS="--n 5"
+STUDY ?= seeds
+ARGS ?=
+study: setup
+	PATH="$(BIN):$$PATH" $(BIN)/fincorp study $(STUDY) $(ARGS)
 
 # Full-pipeline time, per-stage time and memory, no-op time, eval throughput -> benchmarks/cpu.{json,md}
 benchmark: setup

@@ -154,3 +154,23 @@ def test_eval_before_base_is_built_is_a_clear_error(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="build the base model first"):
         read_meta(tmp_path / "models/base")
+
+
+def test_prior_knobs_at_zero_give_the_clean_corpus():
+    assert prior_corpus(300, 7, 0.25, 70.0, 90, 0.0, 0.0) == prior_corpus(300, 7, 0.25, 70.0, 90)
+
+
+def test_prior_knobs_relabel_rows_and_keep_the_applications():
+    clean = prior_corpus(3000, 7, 0.25, 70.0, 90)
+    mr = prior_corpus(3000, 7, 0.25, 70.0, 90, manual_review_share=0.2)
+    noisy = prior_corpus(3000, 7, 0.25, 70.0, 90, label_noise=0.4)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "label"} for r in rows]  # noqa: E731
+    assert strip(mr) == strip(clean) == strip(noisy)
+    share_mr = sum(r["label"] == MANUAL_REVIEW for r in mr) / len(mr)
+    assert 0.17 < share_mr < 0.23
+    assert all(r["label"] in (MANUAL_REVIEW, c["label"]) for r, c in zip(mr, clean))
+    # A random label among the four: 3/4 of the noisy rows change, a quarter of those to MANUAL_REVIEW.
+    changed = sum(r["label"] != c["label"] for r, c in zip(noisy, clean)) / len(noisy)
+    assert 0.26 < changed < 0.34
+    assert 0.07 < sum(r["label"] == MANUAL_REVIEW for r in noisy) / len(noisy) < 0.13
+    assert prior_corpus(3000, 7, 0.25, 70.0, 90, label_noise=0.4) == noisy  # seeded

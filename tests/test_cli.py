@@ -18,8 +18,10 @@ from fincorp.cli import main
 from fincorp.generate import generate
 from fincorp.jsonl import write_jsonl
 
-# One word per stage: the CLI has exactly one command per dvc.yaml stage.
+# One word per stage: the CLI has exactly one command per dvc.yaml stage, plus `study` (which runs
+# experiments of the whole pipeline, so it is not a stage).
 STAGES = list(YAML(typ="safe").load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"])
+DRIVERS = ["study"]
 
 
 @pytest.fixture
@@ -38,8 +40,8 @@ def test_help_lists_every_stage():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0, result.output
     listed = [line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line.strip()]
-    assert sorted(listed) == sorted(STAGES)
-    assert sorted(main.commands) == sorted(STAGES)
+    assert sorted(listed) == sorted(STAGES + DRIVERS)
+    assert sorted(main.commands) == sorted(STAGES + DRIVERS)
 
 
 @pytest.mark.parametrize("command", STAGES)
@@ -134,3 +136,15 @@ def test_version():
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0
     assert "0.1.0" in result.output
+
+
+def test_study_rejects_unknown_names_and_conflicting_modes(workdir):
+    runner, _ = workdir
+    result = runner.invoke(main, ["study", "nosuch"])
+    assert result.exit_code == 2 and "nosuch" in result.output
+    result = runner.invoke(main, ["study", "reward", "--queue", "--collect"])
+    assert result.exit_code == 2 and "exclude each other" in result.output
+    result = runner.invoke(main, ["study", "seeds", "--n", "1"])
+    assert result.exit_code == 1 and "--n must be at least 2" in result.output
+    result = runner.invoke(main, ["study", "reward", "--collect"])  # no dvc.yaml in this folder
+    assert result.exit_code == 1 and "dvc.yaml not found" in result.output

@@ -70,3 +70,37 @@ def test_missing_base_folder_is_a_clear_error(tmp_path, write_params):
     with pytest.raises(FileNotFoundError, match="build the base model first"):
         eval_stage.run(str(write_params()), "baseline", str(tmp_path / "models/base"), None,
                        str(tmp_path / "test.jsonl"), "m", "p", "c", "l")
+
+
+@pytest.mark.slow
+def test_answer_probabilities_match_one_sequence_at_a_time(tiny_workspace):
+    """Batched, right-padded log P(answer | prompt) equals the unpadded single-sequence computation."""
+    import math
+
+    import torch
+
+    from fincorp.eval import answer_log_probs, label_probabilities
+    from fincorp.model import load_for_inference, load_tokenizer
+    from fincorp.params import load_params
+    from fincorp.prompt import answer_text, prompt_messages
+
+    p = load_params(tiny_workspace / "params.yaml")
+    tok = load_tokenizer(p.model, tiny_workspace / "models/base")
+    model = load_for_inference(p.model, tiny_workspace / "models/base", None)
+    rows = read_applications(tiny_workspace / "data/test.jsonl")[:5]
+    prompts = [tok.apply_chat_template(prompt_messages(r, "pct"), tokenize=False, add_generation_prompt=True)
+               for r in rows]
+    answer = answer_text("REJECT_RISK")
+    batched = answer_log_probs(model, tok, prompts, answer, batch_size=4)
+    answer_ids = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    for text, got in zip(prompts, batched):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids + answer_ids])).logits[0].double()
+        logp = torch.log_softmax(logits, -1)
+        want = sum(float(logp[len(ids) - 1 + j, t]) for j, t in enumerate(answer_ids))
+        assert got == pytest.approx(want, abs=1e-4)
+    probs = label_probabilities(model, tok, prompts, batch_size=2)
+    assert sum(v["mean"] for v in probs.values()) <= 1 + 1e-9  # four disjoint answers
+    for v in probs.values():
+        assert v["log10_mean"] <= math.log10(v["mean"]) + 1e-9  # Jensen: mean of logs <= log of mean

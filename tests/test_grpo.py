@@ -18,7 +18,7 @@ from fincorp.split import read_applications
     ({"grpo.num_generations": 1}, "grpo.num_generations: must be >= 2"),
     ({"grpo.per_device_train_batch_size": 6, "grpo.gradient_accumulation_steps": 1},
      "= 6 completions per step must be divisible by num_generations = 8; change one of these three values"),
-    ({"grpo.reward": "shaped"}, "grpo.reward: 'shaped' is not allowed; use one of: exact, scripts"),
+    ({"grpo.reward": "shaped"}, "grpo.reward: 'shaped' is not allowed; use one of: exact, scripts, partial"),
     ({"grpo.loss_type": "ppo"}, "grpo.loss_type: 'ppo' is not allowed"),
     ({"grpo.use_vllm": True}, "grpo.use_vllm: needs a GPU profile"),
     ({"grpo.temperature": 0}, "grpo.temperature: must be positive"),
@@ -70,3 +70,45 @@ def test_grpo_steps_change_lora_only_and_the_reward_sees_the_label(tiny_workspac
         columns[label] = {int(r["step"]): float(r[label]) for r in rows}
     steps = set.intersection(*(set(c) for c in columns.values()))
     assert steps and all(abs(sum(c[s] for c in columns.values()) - 1) < 1e-6 for s in steps)
+
+
+@pytest.mark.slow
+def test_hybrid_continues_the_sft_adapter(tiny_workspace, tmp_path, monkeypatch):
+    """Stage hybrid: GRPO whose trainable LoRA starts as the SFT adapter, saved as one adapter on the base."""
+    from safetensors.torch import load_file
+
+    from fincorp import hybrid, sft
+    from fincorp.grpo import build_trainer
+
+    monkeypatch.chdir(tiny_workspace)
+    sft_dir = tmp_path / "models/sft"
+    sft.run("params.yaml", "models/base", "data/train.jsonl", str(sft_dir), str(tmp_path / "logs/sft"),
+            checkpoints=str(tmp_path / "checkpoints/sft"))
+    p = load_params("params.yaml")
+    rows = read_applications("data/train.jsonl")[:8]
+    trainer, _ = build_trainer(p, "models/base", rows, tmp_path / "ckpt", None, init_adapter=str(sft_dir))
+    saved = load_file(sft_dir / "adapter_model.safetensors")
+    start = {n: t for n, t in trainer.model.named_parameters() if t.requires_grad}
+    assert start and all("lora_" in n for n in start)
+    # Every trainable tensor is the SFT adapter's (PEFT names it without the adapter name when saved).
+    assert len(start) == len(saved)
+    assert all(torch.equal(start[n], saved[n.replace(".default", "")]) for n in start)
+
+    out = tmp_path / "models/hybrid"
+    hybrid.run("params.yaml", "models/base", "data/train.jsonl", str(out), str(tmp_path / "logs/hybrid"),
+               init_adapter=str(sft_dir), checkpoints=str(tmp_path / "checkpoints/hybrid"))
+    record = json.loads((out / "run.json").read_text())
+    assert record["init_adapter"] == str(sft_dir) and record["global_step"] > 0
+    trained = load_file(out / "adapter_model.safetensors")
+    assert trained.keys() == saved.keys()
+    assert any(not torch.equal(trained[k], saved[k]) for k in saved), "GRPO did not change the SFT adapter"
+    assert not (tmp_path / "checkpoints/hybrid").exists()
+
+
+def test_hybrid_without_an_sft_adapter_is_a_clear_error(tiny_workspace, tmp_path, monkeypatch):
+    from fincorp import hybrid
+
+    monkeypatch.chdir(tiny_workspace)
+    with pytest.raises(FileNotFoundError, match="no LoRA adapter to start from.*dvc repro sft"):
+        hybrid.run("params.yaml", "models/base", "data/train.jsonl", str(tmp_path / "out"), str(tmp_path / "logs"),
+                   init_adapter=str(tmp_path / "sft"), checkpoints=str(tmp_path / "ckpt"))

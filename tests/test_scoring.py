@@ -182,3 +182,29 @@ def test_exact_and_scripts_agree_on_what_is_correct():
             good = exact_reward(["p"], [text], label=[label]) == [1.0]
             assert good == (scripts_reward(["p"], [text], label=[label])[0] > 0)
             assert good == is_correct(text, label)
+
+
+# ---- preset partial ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "gold", "expected"), [
+    (ans(MANUAL_REVIEW), MANUAL_REVIEW, 1.0),
+    (ans(STANDARD_LOAN), A_PLUS_TIER, 0.5),  # both approve
+    (ans(A_PLUS_TIER), STANDARD_LOAN, 0.5),
+    (ans(REJECT_RISK), MANUAL_REVIEW, 0.0),  # valid, other family
+    (ans(STANDARD_LOAN), MANUAL_REVIEW, 0.0),
+    (ans(MANUAL_REVIEW), REJECT_RISK, 0.0),
+    ("A_PLUS_TIER", A_PLUS_TIER, -1.0),  # invalid
+    ("", REJECT_RISK, -1.0),
+])
+def test_partial_reward(text, gold, expected):
+    from fincorp.scoring import partial_reward
+
+    assert partial_reward(["p"], [text], label=[gold]) == [expected]
+    assert partial_reward(["p"], [[{"role": "assistant", "content": text}]], label=[gold]) == [expected]
+
+
+def test_partial_agrees_with_exact_on_what_is_correct():
+    from fincorp.scoring import PARTIAL_CORRECT, partial_reward
+
+    for text, gold, exact, _ in REWARDS.values():
+        assert (partial_reward(["p"], [text], label=[gold])[0] == PARTIAL_CORRECT) == (exact == 1.0)

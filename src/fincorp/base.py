@@ -12,7 +12,8 @@ pretrained LLM, offline:
      labelled by rules.prior_decide — reject dangerous burn, reward exceptional loyalty, else a standard
      loan; never MANUAL_REVIEW. Balanced across its three labels. This is the CPU stand-in for an
      LLM's world knowledge: it knows the output format and ordinary credit intuition, not FinCorp's
-     thresholds and not the hidden rule.
+     thresholds and not the hidden rule. base.num_train_epochs (fractions allowed), base.prior.label_noise
+     and base.prior.manual_review_share make that prior weaker, for the prior-strength study.
 
 model.source: hub (GPU profiles) — resolve `model.name` at `model.revision` through the HF cache
 (or a local folder), check that config and tokenizer load, and write only meta.json (resolved commit,
@@ -34,7 +35,7 @@ from fincorp.jsonl import write_json
 from fincorp.model import hardware, peak_memory_mib, versions
 from fincorp.params import Params, load_params, to_dict
 from fincorp.prompt import SYSTEM_PROMPT, answer_text, prompt_messages, render_application
-from fincorp.rules import A_PLUS_TIER, LABELS, REJECT_RISK, STANDARD_LOAN, prior_decide
+from fincorp.rules import A_PLUS_TIER, LABELS, MANUAL_REVIEW, REJECT_RISK, STANDARD_LOAN, prior_decide
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -54,11 +55,17 @@ CHAT_TEMPLATE = (
 )
 
 
-def prior_corpus(n: int, seed: int, near_share: float, reject_burn_pct: float, a_plus_nps: int) -> list[dict]:
+def prior_corpus(n: int, seed: int, near_share: float, reject_burn_pct: float, a_plus_nps: int,
+                 label_noise: float = 0.0, manual_review_share: float = 0.0) -> list[dict]:
     """n applications labelled by the general-credit prior, n/3 per prior label; pure given the seed.
 
     Founders are drawn from every background, VIPs included: the prior sees Ex-Google founders and
     judges them on their financials, as a pretrained model would.
+
+    The prior-strength knobs weaken it, row by row, from a second RNG stream (so 0/0 gives exactly the
+    clean corpus): with probability `manual_review_share` a row is relabelled MANUAL_REVIEW (a prior
+    that sometimes escalates, for any founder), else with probability `label_noise` it gets a uniformly
+    random label among the four. Either way the row keeps its application: only the label lies.
     """
     if n <= 0 or n % 3:
         raise ValueError(f"n must be a positive multiple of 3, got {n}")
@@ -70,6 +77,13 @@ def prior_corpus(n: int, seed: int, near_share: float, reject_burn_pct: float, a
         lambda app: prior_decide(app, reject_burn_pct, a_plus_nps),
     )
     rng.shuffle(rows)
+    noise = random.Random(f"prior-noise-{seed}")
+    for row in rows:
+        u = noise.random()
+        if u < manual_review_share:
+            row["label"] = MANUAL_REVIEW
+        elif u < manual_review_share + label_noise:
+            row["label"] = noise.choice(LABELS)
     return [{**row, "id": f"PRE-{i:05d}"} for i, row in enumerate(rows, start=1)]
 
 
@@ -140,7 +154,8 @@ def build_local(p: Params, out: Path, work: Path) -> dict[str, Any]:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
     corpus = prior_corpus(b.prior.n, b.prior.seed, p.generate.near_threshold_share,
-                          b.prior.reject_burn_pct, b.prior.a_plus_nps)
+                          b.prior.reject_burn_pct, b.prior.a_plus_nps, b.prior.label_noise,
+                          b.prior.manual_review_share)
     dataset = Dataset.from_list([
         {"prompt": prompt_messages(row, p.prompt.burn_display),
          "completion": [{"role": "assistant", "content": answer_text(row["label"])}]}

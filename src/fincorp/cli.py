@@ -35,7 +35,7 @@ def user_errors(f):
     return wrapper
 
 
-MODEL_STAGES = ("base", "sft", "grpo", "eval")
+MODEL_STAGES = ("base", "sft", "grpo", "hybrid", "eval")
 
 
 def stage(name: str):
@@ -48,7 +48,8 @@ def stage(name: str):
     return module
 
 
-def train_stage(name: str, params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> None:
+def train_stage(name: str, params_path: str, base_dir: str, train: str, out: str, log_dir: str,
+                init: str | None = None) -> None:
     """Run a training stage in this process, or relaunch it on several when params.yaml's `launch:` says so.
 
     launch.accelerate_config set -> `accelerate launch --config_file FILE -m fincorp NAME ...`
@@ -57,13 +58,14 @@ def train_stage(name: str, params_path: str, base_dir: str, train: str, out: str
     options must not be prefixes of the launchers' options: torchrun would take `--logs` as its own
     `--logs-specs`, hence `--live` for the dvclive folder.) The workers see
     LOCAL_RANK and run the stage; TRL/accelerate shard the batches; the main process saves, once.
+    `init` (stage hybrid): the adapter training starts from.
     """
     launch = load_params(params_path).launch
     if "LOCAL_RANK" in os.environ or not (launch.accelerate_config or launch.num_processes > 1):
-        stage(name).run(params_path, base_dir, train, out, log_dir)
+        stage(name).run(params_path, base_dir, train, out, log_dir, **({"init_adapter": init} if init else {}))
         return
     args = ["-m", "fincorp", name, "--params", params_path, "--base", base_dir, "--train", train, "--out", out,
-            "--live", log_dir]
+            "--live", log_dir, *(["--init", init] if init else [])]
     if launch.accelerate_config:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", launch.accelerate_config, *args]
     else:
@@ -156,10 +158,37 @@ def grpo(params_path: str, base_dir: str, train: str, out: str, log_dir: str) ->
 
 @main.command()
 @PARAMS
+@click.option("--base", "base_dir", default="models/base", show_default=True)
+@click.option("--init", "init_dir", default="models/sft", show_default=True, help="the SFT adapter to start from")
+@click.option("--train", default="data/train.jsonl", show_default=True)
+@click.option("--out", default="models/hybrid", show_default=True)
+@click.option("--live", "log_dir", default="logs/hybrid", show_default=True)
+@user_errors
+def hybrid(params_path: str, base_dir: str, init_dir: str, train: str, out: str, log_dir: str) -> None:
+    """GRPO (the grpo: recipe) continuing the SFT adapter: SFT to teach, RL to refine."""
+    train_stage("hybrid", params_path, base_dir, train, out, log_dir, init=init_dir)
+
+
+@main.command()
+@PARAMS
 @click.argument("models", nargs=-1)
 @click.option("--out", "out_dir", default="reports", show_default=True)
 @user_errors
 def report(params_path: str, models: tuple[str, ...], out_dir: str) -> None:
-    """Tables, paired tests, figures and provenance for MODELS (default: baseline sft grpo) -> reports/."""
+    """Tables, paired tests, figures and provenance for MODELS (default: baseline sft grpo hybrid) -> reports/."""
     module = stage("report")
     module.run(params_path, models or module.MODELS, out_dir=out_dir)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["seeds", "reward", "prior", "data"]))
+@click.option("--n", "n_seeds", default=5, show_default=True, help="seeds study: how many seeds (42, 43, ...)")
+@click.option("--queue", is_flag=True, help="only queue the experiments (run them with `dvc queue start -j N`)")
+@click.option("--collect", "collect_only", is_flag=True, help="only write the report, from finished experiments")
+@click.option("--out", "out_dir", default="reports/studies", show_default=True)
+@user_errors
+def study(name: str, n_seeds: int, queue: bool, collect_only: bool, out_dir: str) -> None:
+    """Run study NAME as DVC experiments and report it -> reports/studies/NAME/ (README, "Studies")."""
+    if queue and collect_only:
+        raise click.UsageError("--queue and --collect exclude each other")
+    stage("study").run(name, n_seeds=n_seeds, queue=queue, collect_only=collect_only, out_dir=out_dir)

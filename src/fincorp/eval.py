@@ -12,7 +12,9 @@ uses; an invalid output counts as wrong.
 Writes
   metrics/<model>.json      accuracy with a 95% Wilson interval, per-class recall, VIP accuracy
                             (the MANUAL_REVIEW rows: the article's Task 2), invalid rate, prediction
-                            distribution and its entropy (mode collapse), confusion matrix
+                            distribution and its entropy (mode collapse), confusion matrix, and
+                            vip_label_probability: per label, the mean over VIP prompts of the
+                            probability of sampling exactly that answer at temperature 1 (and of its log10)
   predictions/<model>.jsonl one row per test item (id, label, completion, prediction, correct):
                             the paired record the report's significance tests use
   plots/confusion/<model>.json  actual/predicted pairs for `dvc plots show`
@@ -30,7 +32,7 @@ from typing import Any
 from fincorp.jsonl import write_json, write_jsonl
 from fincorp.model import chat_kwargs, load_for_inference, load_tokenizer, peak_memory_mib
 from fincorp.params import load_params
-from fincorp.prompt import prompt_messages
+from fincorp.prompt import answer_text, prompt_messages
 from fincorp.rules import LABELS, MANUAL_REVIEW
 from fincorp.scoring import INVALID, parse_decision
 from fincorp.split import read_applications
@@ -63,6 +65,43 @@ def generate_completions(model, tokenizer, prompts: list[str], max_new_tokens: i
             )
         new = ids[:, enc["input_ids"].shape[1]:]
         out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+    return out
+
+
+def answer_log_probs(model, tokenizer, prompts: list[str], answer: str, batch_size: int) -> list[float]:
+    """ln P(answer, then end of turn | prompt) for each chat-formatted prompt, at temperature 1.
+
+    The probability that sampling (as GRPO does, at grpo.temperature 1) emits exactly this answer, by
+    its canonical tokenization (other tokenizations of the same text are not counted: a lower bound).
+    """
+    import torch
+
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    out: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        seqs = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in prompts[start:start + batch_size]]
+        width = max(len(s) for s in seqs) + len(answer_ids)
+        ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):  # right padding: positions of the real tokens start at 0
+            ids[i, :len(s) + len(answer_ids)] = torch.tensor(s + answer_ids)
+            mask[i, :len(s) + len(answer_ids)] = 1
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
+                                     .logits.double(), dim=-1).cpu()
+        for i, s in enumerate(seqs):
+            positions = torch.arange(len(s) - 1, len(s) - 1 + len(answer_ids))  # logits predicting the answer
+            out.append(float(logp[i, positions, torch.tensor(answer_ids)].sum()))
+    return out
+
+
+def label_probabilities(model, tokenizer, prompts: list[str], batch_size: int) -> dict[str, dict[str, float]]:
+    """Per label: the mean over prompts of P(exactly that answer) and the mean of its log10."""
+    out = {}
+    for label in LABELS:
+        lp = answer_log_probs(model, tokenizer, prompts, answer_text(label), batch_size)
+        out[label] = {"mean": sum(math.exp(x) for x in lp) / len(lp),
+                      "log10_mean": sum(lp) / len(lp) / math.log(10)}
     return out
 
 
@@ -117,6 +156,11 @@ def run(params_path: str, name: str, base_dir: str, adapter: str | None, test: s
     seconds = time.time() - start
     preds = [parse_decision(c) for c in completions]
     metrics = {"model": name, **compute_metrics([r["label"] for r in rows], preds)}
+    # How likely the model is to even sample each answer on the VIP prompts: GRPO can only reinforce an
+    # answer it samples (README, "Prior-strength study").
+    vip_prompts = [t for t, r in zip(prompts, rows) if r["label"] == MANUAL_REVIEW]
+    metrics["vip_label_probability"] = (label_probabilities(model, tokenizer, vip_prompts, p.eval.batch_size)
+                                        if vip_prompts else None)
     write_jsonl(predictions_out, [
         {"id": r["id"], "label": r["label"], "completion": c, "prediction": pr, "correct": pr == r["label"]}
         for r, c, pr in zip(rows, completions, preds)

@@ -7,6 +7,7 @@ As in the article, RL starts from the base model (not from SFT). The data is pro
 TRL passes to the reward function as a keyword argument. The reward preset is `grpo.reward`:
   exact    grpo.reward_correct if parse_decision(completion) == label, else grpo.reward_wrong
   scripts  the published scripts' shaped reward (scoring.scripts_reward)
+  partial  1 right label, 0.5 right family, 0 other valid label, -1 invalid (scoring.partial_reward)
 Both call scoring.parse_decision, the parser eval uses: one definition of "correct".
 
 Logged through dvclive to logs/grpo/ (`dvc plots show`): TRL's reward mean/std,
@@ -30,7 +31,7 @@ from fincorp.model import base_location, chat_kwargs, load_base_model, load_toke
 from fincorp.params import Params, load_params, to_dict
 from fincorp.prompt import prompt_messages
 from fincorp.rules import LABELS, MANUAL_REVIEW
-from fincorp.scoring import INVALID, completion_text, exact_reward, parse_decision, scripts_reward
+from fincorp.scoring import INVALID, completion_text, exact_reward, parse_decision, partial_reward, scripts_reward
 from fincorp.split import read_applications
 from fincorp.train import (is_main_process, live_callback, lora_config, prepare_checkpoints, save_adapter,
                            trainer_args)
@@ -58,6 +59,8 @@ class CountingReward:
                 self.vip_manual_review += pred == MANUAL_REVIEW
         if self.preset == "exact":
             return exact_reward(prompts, completions, label, correct=self.correct, wrong=self.wrong)
+        if self.preset == "partial":
+            return partial_reward(prompts, completions, label)
         return scripts_reward(prompts, completions, label)
 
 
@@ -87,8 +90,10 @@ def grpo_dataset(rows: list[dict], p: Params):
 
 
 def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, log_dir: Path | None,
-                  resume: bool = False):
-    """GRPOTrainer with a fresh LoRA adapter on the base model (also used by the tests)."""
+                  resume: bool = False, init_adapter: str | None = None):
+    """GRPOTrainer on the base model (also used by the tests): with a fresh LoRA adapter, or, given
+    `init_adapter` (stage hybrid), continuing to train that adapter (loaded trainable; TRL then copies it
+    as the KL reference when grpo.beta > 0, so the reference is the SFT policy, not the bare base)."""
     from transformers import set_seed
     from trl import GRPOConfig, GRPOTrainer
 
@@ -96,6 +101,10 @@ def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, lo
     set_seed(p.seed)
     tokenizer = load_tokenizer(p.model, base_dir, padding_side="left")
     model = load_base_model(p.model, base_dir)
+    if init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
     args = GRPOConfig(
         **trainer_args(g, p.seed, ckpt_dir),
         num_generations=g.num_generations,
@@ -114,26 +123,32 @@ def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, lo
     if log_dir is not None and is_main_process():
         callbacks.append(live_callback(log_dir, resume))  # after LabelShareCallback: it logs the shares too
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(rows, p),
-                          processing_class=tokenizer, peft_config=lora_config(g.lora), callbacks=callbacks)
+                          processing_class=tokenizer,
+                          peft_config=lora_config(g.lora) if init_adapter is None else None, callbacks=callbacks)
     return trainer, reward
 
 
 def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str,
-        checkpoints: str = "checkpoints/grpo") -> None:
+        checkpoints: str = "checkpoints/grpo", init_adapter: str | None = None) -> None:
     p = load_params(params_path)
     rows = read_applications(train)
     base_location(p.model, base_dir)  # a missing or mismatched base is an error before anything starts
+    if init_adapter is not None and not (Path(init_adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{init_adapter}: no LoRA adapter to start from (adapter_config.json missing); "
+                                f"train it first with `dvc repro {Path(init_adapter).name}`")
     started = time.time()
     ckpt_dir = Path(checkpoints)
-    resume_from = prepare_checkpoints(ckpt_dir, params=to_dict(p), base=Path(base_dir) / "meta.json", train=train)
+    resume_from = prepare_checkpoints(ckpt_dir, params=to_dict(p), base=Path(base_dir) / "meta.json", train=train,
+                                      init=init_adapter or "")
     if resume_from is None and is_main_process():
         shutil.rmtree(log_dir, ignore_errors=True)
-    trainer, reward = build_trainer(p, base_dir, rows, ckpt_dir, Path(log_dir), resume=resume_from is not None)
+    trainer, reward = build_trainer(p, base_dir, rows, ckpt_dir, Path(log_dir), resume=resume_from is not None,
+                                    init_adapter=init_adapter)
     result = trainer.train(resume_from_checkpoint=resume_from)
     history = [h for h in trainer.state.log_history if "frac_reward_zero_std" in h]
     save_adapter(
         trainer, out, ckpt_dir, to_dict(p.grpo) | {"seed": p.seed, "model": to_dict(p.model)}, started, result,
-        resumed_from=resume_from,
+        resumed_from=resume_from, init_adapter=init_adapter,
         # Counted in this process only: after a resume they cover the resumed part of the run.
         vip_samples=reward.vip_samples,
         vip_manual_review_samples=reward.vip_manual_review,

@@ -66,6 +66,8 @@ class PriorParams:
     seed: int  # generator seed; must differ from generate.seed
     reject_burn_pct: float
     a_plus_nps: int
+    label_noise: float  # share of rows whose label is replaced by a uniformly random one of the four
+    manual_review_share: float  # share of rows whose label is replaced by MANUAL_REVIEW
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class GrpoParams:
     scale_rewards: Literal["group", "batch", "none"]
     lr_scheduler_type: Scheduler
     warmup_steps: int
-    reward: Literal["exact", "scripts"]
+    reward: Literal["exact", "scripts", "partial"]  # scoring.py
     reward_correct: float  # preset `exact` only
     reward_wrong: float  # preset `exact` only (wrong or invalid)
     bf16: bool
@@ -275,6 +277,11 @@ def _check(p: Params, file: str) -> None:
         need(p.model.name != "", "model.name", "must name a hub model or a local folder when model.source is hub")
     need(p.base.prior.n > 0 and p.base.prior.n % 3 == 0, "base.prior.n",
          f"must be a positive multiple of 3 (balanced across the prior's three labels), got {p.base.prior.n}")
+    for k in ("label_noise", "manual_review_share"):
+        need(0.0 <= getattr(p.base.prior, k) < 1.0, f"base.prior.{k}",
+             f"must be in [0, 1), got {getattr(p.base.prior, k)}")
+    need(p.base.prior.label_noise + p.base.prior.manual_review_share < 1.0, "base.prior.manual_review_share",
+         "base.prior.label_noise + base.prior.manual_review_share must be < 1 (some rows keep the prior's label)")
     need(p.base.prior.seed != p.generate.seed, "base.prior.seed",
          "must differ from generate.seed so pre-training never sees train/test applications")
     for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",

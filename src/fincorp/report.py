@@ -11,7 +11,8 @@ missing curve or record skips that figure or row and says so. Nothing is ever gu
 Writes
   reports/results.md    generated, do not edit: the tables below, rendered from results.json
   reports/results.json  the same numbers (indent=2, sorted keys)
-  reports/*.png         accuracy.png, confusion.png, sft_loss.png, grpo_reward.png, grpo_label_share.png
+  reports/*.png         accuracy.png, confusion.png, sft_loss.png, grpo_reward.png, grpo_label_share.png,
+                        hybrid_reward.png, hybrid_label_share.png
 
 What is computed (all through fincorp.stats):
   - accuracy, VIP accuracy (the MANUAL_REVIEW items) and per-class recall with 95% Wilson intervals,
@@ -54,7 +55,7 @@ from fincorp.params import load_params
 from fincorp.rules import LABELS, MANUAL_REVIEW
 from fincorp.stats import mcnemar_exact, paired_bootstrap_diff, wilson
 
-MODELS = ("baseline", "sft", "grpo")
+MODELS = ("baseline", "sft", "grpo", "hybrid")  # hybrid: GRPO from the SFT adapter
 BASELINE = "baseline"  # the base model itself: its record is models/base/meta.json, it has no run.json
 SHARE_LABELS = (*LABELS, INVALID)
 N_RESAMPLES = 10_000
@@ -74,12 +75,16 @@ CURVES: dict[str, tuple[tuple[str, str], ...]] = {
                         ("grpo/plots/metrics/frac_reward_zero_std.tsv", "frac_reward_zero_std")),
     "grpo_label_share.png": tuple((f"grpo/plots/metrics/sampled_share/{label}.tsv", label)
                                   for label in SHARE_LABELS),
+    "hybrid_reward.png": (("hybrid/plots/metrics/reward.tsv", "reward"),
+                          ("hybrid/plots/metrics/frac_reward_zero_std.tsv", "frac_reward_zero_std")),
+    "hybrid_label_share.png": tuple((f"hybrid/plots/metrics/sampled_share/{label}.tsv", label)
+                                    for label in SHARE_LABELS),
 }
-CURVE_STAGE = {"sft_loss.png": "sft", "grpo_reward.png": "grpo", "grpo_label_share.png": "grpo"}
+CURVE_STAGE = {name: name.split("_")[0] for name in CURVES}  # the stage whose logs a figure plots
 
 # Keys copied from the run records (meta.json, run.json, logs/eval/*.json) into the provenance.
 RECORD_KEYS = ("wall_time_s", "peak_memory_mib", "num_parameters", "global_step", "train_loss",
-               "mean_frac_reward_zero_std", "vip_samples", "vip_manual_review_samples", "resumed_from",
+               "mean_frac_reward_zero_std", "vip_samples", "vip_manual_review_samples", "resumed_from", "init_adapter",
                "generate_seconds", "samples_per_second", "versions", "hardware")
 PNG_METADATA = {"Software": None}  # no matplotlib version stamp: bytes depend on the data only
 
@@ -125,10 +130,10 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
                              if absent else f"not drawn: {', '.join(empty)} has no rows")
         elif name == "sft_loss.png":
             figures[name] = plot_sft_loss(data["loss"])
-        elif name == "grpo_reward.png":
-            figures[name] = plot_grpo_reward(data["reward"], data["frac_reward_zero_std"])
+        elif name.endswith("_reward.png"):
+            figures[name] = plot_grpo_reward(data["reward"], data["frac_reward_zero_std"], CURVE_STAGE[name])
         else:
-            figures[name] = plot_label_share(data)
+            figures[name] = plot_label_share(data, CURVE_STAGE[name])
     results = {
         "generated_by": "fincorp report",
         "models": models,
@@ -384,12 +389,16 @@ def plot_sft_loss(loss: tuple[list[int], list[float]]) -> Figure:
     return fig
 
 
-def plot_grpo_reward(reward: tuple[list[int], list[float]], zero_std: tuple[list[int], list[float]]) -> Figure:
+STAGE_TITLE = {"grpo": "GRPO", "hybrid": "Hybrid (GRPO from the SFT adapter)"}
+
+
+def plot_grpo_reward(reward: tuple[list[int], list[float]], zero_std: tuple[list[int], list[float]],
+                     stage: str = "grpo") -> Figure:
     fig = Figure(figsize=(7, 6))
     top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(*reward, marker=".", color="C0")
     top.set_ylabel("mean reward")
-    top.set_title("GRPO reward per logged step")
+    top.set_title(f"{STAGE_TITLE[stage]} reward per logged step")
     bottom.plot(*zero_std, marker=".", color="C3")
     bottom.set_ylim(-0.02, 1.02)
     bottom.set_ylabel("frac_reward_zero_std")
@@ -401,12 +410,12 @@ def plot_grpo_reward(reward: tuple[list[int], list[float]], zero_std: tuple[list
     return fig
 
 
-def plot_label_share(shares: dict[str, tuple[list[int], list[float]]]) -> Figure:
+def plot_label_share(shares: dict[str, tuple[list[int], list[float]]], stage: str = "grpo") -> Figure:
     """Stacked shares of the labels GRPO sampled per logged step (the five TSVs are logged together)."""
     steps = shares[SHARE_LABELS[0]][0]
     if any(shares[label][0] != steps for label in SHARE_LABELS):
-        raise DataError("logs/grpo/plots/metrics/sampled_share/*.tsv: the five files log different steps; "
-                        "rerun `dvc repro grpo`")
+        raise DataError(f"logs/{stage}/plots/metrics/sampled_share/*.tsv: the five files log different steps; "
+                        f"rerun `dvc repro {stage}`")
     fig = Figure(figsize=(8, 4.2))
     ax = fig.subplots()
     ax.stackplot(steps, *(shares[label][1] for label in SHARE_LABELS), labels=SHARE_LABELS,
@@ -415,7 +424,7 @@ def plot_label_share(shares: dict[str, tuple[list[int], list[float]]]) -> Figure
     ax.set_ylim(0, 1)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("share of sampled completions")
-    ax.set_title("GRPO: labels the policy sampled (mode collapse: one or two bands take over)")
+    ax.set_title(f"{STAGE_TITLE[stage]}: labels the policy sampled (mode collapse: one or two bands take over)")
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()  # top band first, as stacked
     ax.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9,

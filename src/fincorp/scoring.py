@@ -15,6 +15,8 @@ parse_decision(text) -> label or None. The model must produce exactly one JSON o
   - plain text, empty output           invalid
 Invalid counts as wrong everywhere (eval and rewards).
 
+Reward presets (grpo.reward): exact (+1/-1), scripts (the published scripts' shaped reward), partial
+(credit for the right decision family and for a valid label; see FAMILY below).
 Rewards use TRL's signature `f(prompts, completions, label, **kwargs) -> list[float]`, the gold label
 arriving as a dataset column, and are importable by dotted path (fincorp.scoring.exact_reward).
 """
@@ -25,7 +27,7 @@ import json
 import re
 from typing import Any
 
-from fincorp.rules import A_PLUS_TIER, LABELS, MANUAL_REVIEW, REJECT_RISK
+from fincorp.rules import A_PLUS_TIER, LABELS, MANUAL_REVIEW, REJECT_RISK, STANDARD_LOAN
 
 INVALID = "INVALID"  # how an output that is not exactly one valid decision is counted and shown
 
@@ -109,3 +111,26 @@ def scripts_reward_one(text: str, gold: str) -> float:
 def scripts_reward(prompts: list, completions: list, label: list[str], **kwargs: Any) -> list[float]:
     """Preset `scripts`: the published scripts' shaped reward (format, correctness, critical confusions)."""
     return [scripts_reward_one(completion_text(c), gold) for c, gold in zip(completions, label)]
+
+
+# Preset `partial`: partial credit, so that a group of all-wrong answers can still differ in reward.
+# Families: what the decision does with the application (approve it, decline it, or escalate it).
+FAMILY = {A_PLUS_TIER: "approve", STANDARD_LOAN: "approve", REJECT_RISK: "decline", MANUAL_REVIEW: "escalate"}
+PARTIAL_CORRECT = 1.0  # the right label
+PARTIAL_FAMILY = 0.5  # a valid decision from the right family (A_PLUS_TIER for STANDARD_LOAN, and back)
+PARTIAL_VALID = 0.0  # any other valid decision: the format is right
+PARTIAL_INVALID = -1.0  # not exactly one valid decision
+
+
+def partial_reward_one(text: str, gold: str) -> float:
+    pred = parse_decision(text)
+    if pred is None:
+        return PARTIAL_INVALID
+    if pred == gold:
+        return PARTIAL_CORRECT
+    return PARTIAL_FAMILY if FAMILY[pred] == FAMILY[gold] else PARTIAL_VALID
+
+
+def partial_reward(prompts: list, completions: list, label: list[str], **kwargs: Any) -> list[float]:
+    """Preset `partial`: 1 right label, 0.5 right family, 0 other valid label, -1 invalid output."""
+    return [partial_reward_one(completion_text(c), gold) for c, gold in zip(completions, label)]

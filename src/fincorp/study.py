@@ -1,0 +1,223 @@
+"""`fincorp study NAME`: a study is a set of DVC experiments, run and then reported -> reports/studies/NAME/.
+
+    fincorp study seeds [--n 5]   the whole comparison under N training seeds (seed = 42, 43, ...)
+    fincorp study reward          grpo.reward = exact, scripts, partial (stages grpo and hybrid)
+    fincorp study prior           weaker and weaker base priors: the base's P(MANUAL_REVIEW | VIP prompt)
+                                  against GRPO's final VIP accuracy
+    fincorp study data            generate.n = 800 (the default) and 8000 (10x data)
+
+Each run is one DVC experiment, `dvc exp run --temp --name <study>-<run> -S key=value ... [stages]`: the
+pipeline of the current commit (plus any uncommitted changes) in a temporary copy of the workspace,
+with the study's params overridden through Hydra (conf/), and only the stages the study needs. Stages
+whose inputs did not change are restored from DVC's run-cache (a study's default run costs nothing when
+the reference run is committed), and the experiment stays listed in `dvc exp show`. The runs go one
+after another: on 2 cores, one training run already uses both.
+
+The numbers are then read back from each experiment's own git commit (`git show <commit>:<path>`): the
+metrics files of the models the study looks at, the training logs (dvclive) of the stages it ran, and
+the resolved params. study_report turns them into results.json, results.md and figures.
+
+    fincorp study NAME --queue      only queue the runs (`dvc queue start -j N` runs them in parallel, on a
+                                    machine with the cores for it; `dvc queue status` follows them)
+    fincorp study NAME --collect    only write the report, from experiments that already ran
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from fincorp.jsonl import DataError
+
+MODELS = ("baseline", "sft", "grpo", "hybrid")
+RL_STAGES = ("grpo", "hybrid")
+# Resolved params copied into every run's record (the ones any study varies).
+PARAM_KEYS = ("seed", "generate.n", "grpo.reward", "base.num_train_epochs", "base.prior.label_noise",
+              "base.prior.manual_review_share")
+
+
+@dataclass(frozen=True)
+class Study:
+    description: str
+    runs: dict[str, dict[str, str]]  # run name -> -S overrides ({} = the committed params)
+    targets: tuple[str, ...]  # dvc stages each run reproduces (with what they depend on)
+    models: tuple[str, ...]  # whose metrics files the run produced, so the report may read them
+    stages: tuple[str, ...]  # training stages whose logs the run produced
+
+
+def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
+    return {
+        "seeds": Study(
+            f"The whole comparison (base, sft, grpo, hybrid, all evaluated) under {n_seeds} training seeds, "
+            f"seed = {first_seed}..{first_seed + n_seeds - 1}; data and split keep their own seeds.",
+            {f"seed{s}": {"seed": str(s)} for s in range(first_seed, first_seed + n_seeds)},
+            ("report",), MODELS, ("sft", *RL_STAGES)),
+        "reward": Study(
+            "GRPO and hybrid under each reward preset: exact (+1/-1), scripts (the published scripts' shaped "
+            "reward), partial (1 right label, 0.5 right family, 0 other valid label, -1 invalid).",
+            {preset: {"grpo.reward": preset} for preset in ("exact", "scripts", "partial")},
+            ("eval@grpo", "eval@hybrid"), RL_STAGES, RL_STAGES),
+        "prior": Study(
+            "How sure the base is of its prior (never MANUAL_REVIEW) against whether GRPO discovers the hidden "
+            "rule: fractions of a pre-training epoch, label noise in the prior corpus (a random label among "
+            "the four), and a prior that says MANUAL_REVIEW for a share of its rows.",
+            {"default": {},
+             "epochs-0.1": {"base.num_train_epochs": "0.1"},
+             "noise-0.5": {"base.prior.label_noise": "0.5"},
+             "mr-0.01": {"base.prior.manual_review_share": "0.01"},
+             "mr-0.05": {"base.prior.manual_review_share": "0.05"},
+             "mr-0.2": {"base.prior.manual_review_share": "0.2"}},
+            ("eval@baseline", "eval@grpo"), ("baseline", "grpo"), ("grpo",)),
+        "data": Study(
+            "The same pipeline on 10x the data: generate.n = 8000 (6400 train / 1600 test) against the default "
+            "800 (640 / 160), every training recipe unchanged (same epochs, so 10x the steps).",
+            {"n800": {}, "n8000": {"generate.n": "8000"}},
+            ("report",), MODELS, ("sft", *RL_STAGES)),
+    }
+
+
+def git(*args: str, check: bool = True) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    if check and done.returncode:
+        raise DataError(f"git {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout if done.returncode == 0 else ""
+
+
+def exp_name(study: str, run: str) -> str:
+    return f"{study}-{run}"
+
+
+def find_experiment(name: str, baseline: str) -> str | None:
+    """Commit of the experiment called `name`: the one based on `baseline` if any, else the newest."""
+    refs = git("for-each-ref", "--sort=-committerdate", "--format=%(refname) %(objectname)", "refs/exps/")
+    found = [line.split() for line in refs.splitlines() if line.split()[0].endswith(f"/{name}")]
+    for ref, commit in found:  # refs/exps/<baseline[:2]>/<baseline[2:]>/<name>
+        parts = ref.split("/")
+        if parts[2] + parts[3] == baseline:
+            return commit
+    return found[0][1] if found else None
+
+
+def dvc_cmd(*args: str) -> list[str]:
+    exe = shutil.which("dvc")
+    if exe is None:
+        raise FileNotFoundError("dvc is not on PATH: run inside the project's venv (make setup)")
+    return [exe, *args]
+
+
+def run_experiments(study: str, spec: Study, baseline: str, queue: bool) -> dict[str, float | None]:
+    """Run (or queue) every run of the study as a named DVC experiment; wall time per run."""
+    times: dict[str, float | None] = {}
+    for run, overrides in spec.runs.items():
+        name = exp_name(study, run)
+        if find_experiment(name, baseline) is not None:  # rerunning a study replaces its experiments
+            subprocess.run(dvc_cmd("exp", "remove", name), check=True, capture_output=True)
+        cmd = dvc_cmd("exp", "run", "--queue" if queue else "--temp", "--name", name,
+                      *(a for k, v in overrides.items() for a in ("-S", f"{k}={v}")), *spec.targets)
+        print(f"study {study}: {'queueing' if queue else 'running'} {name}: {' '.join(cmd[1:])}", flush=True)
+        start = time.time()
+        code = subprocess.call(cmd)
+        if code:
+            raise DataError(f"experiment {name} failed (exit code {code}); see the log above")
+        times[run] = None if queue else round(time.time() - start, 1)
+    return times
+
+
+def read_at(commit: str, path: str) -> str | None:
+    out = subprocess.run(["git", "show", f"{commit}:{path}"], capture_output=True, text=True, check=False)
+    return out.stdout if out.returncode == 0 else None
+
+
+def json_at(commit: str, path: str) -> dict[str, Any] | None:
+    text = read_at(commit, path)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} in experiment commit {commit[:8]}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def tsv_mean(text: str | None, column: str) -> float | None:
+    if not text:
+        return None
+    values = [float(row[column]) for row in csv.DictReader(io.StringIO(text), delimiter="\t")]
+    return sum(values) / len(values) if values else None
+
+
+def training_record(commit: str, stage: str) -> dict[str, Any]:
+    """What the stage's dvclive logs in the experiment say: runtime, and for RL the zero-std share and VIP samples."""
+    summary = json_at(commit, f"logs/{stage}/metrics.json") or {}
+    record: dict[str, Any] = {"runtime_s": (summary.get("train") or {}).get("runtime")}
+    if stage in RL_STAGES:
+        vip = summary.get("vip") or {}
+        record |= {
+            "mean_frac_reward_zero_std": tsv_mean(
+                read_at(commit, f"logs/{stage}/plots/metrics/frac_reward_zero_std.tsv"), "frac_reward_zero_std"),
+            "vip_samples": vip.get("samples"),
+            "vip_manual_review_samples": vip.get("manual_review_samples"),
+        }
+    return record
+
+
+def collect(study: str, spec: Study, baseline: str, times: dict[str, float | None]) -> list[dict[str, Any]]:
+    records = []
+    for run, overrides in spec.runs.items():
+        name = exp_name(study, run)
+        commit = find_experiment(name, baseline)
+        if commit is None:
+            raise DataError(f"no experiment named {name}: run `fincorp study {study}` (or wait for the queue: "
+                            f"`dvc queue status`)")
+        params_text = read_at(commit, "params.yaml")
+        if params_text is None:
+            raise DataError(f"experiment {name} ({commit[:8]}) has no params.yaml")
+        params = OmegaConf.create(params_text)
+        records.append({
+            "run": run,
+            "experiment": name,
+            "commit": commit,
+            "overrides": dict(overrides),
+            "params": {k: OmegaConf.select(params, k) for k in PARAM_KEYS},
+            "wall_time_s": times.get(run),
+            "metrics": {m: j for m in spec.models if (j := json_at(commit, f"metrics/{m}.json")) is not None},
+            "training": {s: training_record(commit, s) for s in spec.stages},
+        })
+    return records
+
+
+def run(study: str, n_seeds: int = 5, queue: bool = False, collect_only: bool = False,
+        out_dir: str = "reports/studies") -> None:
+    all_studies = studies(n_seeds)
+    if study not in all_studies:
+        raise DataError(f"unknown study {study!r}; choose one of: {', '.join(all_studies)}")
+    if n_seeds < 2:
+        raise DataError(f"--n must be at least 2 (a spread needs two seeds), got {n_seeds}")
+    if not Path("dvc.yaml").is_file():
+        raise FileNotFoundError("dvc.yaml not found: run `fincorp study` from the project's root")
+    spec = all_studies[study]
+    baseline = git("rev-parse", "HEAD").strip()
+    started = time.time()
+    times = {} if collect_only else run_experiments(study, spec, baseline, queue)
+    if queue:
+        print(f"study {study}: {len(spec.runs)} experiments queued; `dvc queue start -j N` runs them, then "
+              f"`fincorp study {study} --collect` writes the report")
+        return
+    records = collect(study, spec, baseline, times)
+    from fincorp import study_report
+
+    command = f"fincorp study {study}" + (f" --n {n_seeds}" if study == "seeds" else "")
+    meta = {"study": study, "description": spec.description, "command": command, "baseline_commit": baseline,
+            "wall_time_s": None if collect_only else round(time.time() - started, 1),
+            "threads": os.environ.get("OMP_NUM_THREADS", "torch default")}
+    study_report.write(Path(out_dir) / study, study, records, meta)
+    print(f"study {study}: {len(records)} runs -> {Path(out_dir) / study}/results.md")

@@ -1,0 +1,480 @@
+"""Study reports: several runs of the pipeline side by side -> reports/studies/<study>/.
+
+    study_report.write("reports/studies/seeds", "seeds", records, meta)   (called by fincorp.study)
+
+Input: one record per run (overrides, resolved params, metrics/<model>.json of each evaluated model,
+training summaries; shape in study.py). Output: results.json (every number, the meta, and the records
+under "runs"), results.md (rendered from results.json's content only) and one figure, <study>.png:
+
+  seeds   same experiment, N training seeds: per model and headline number n, mean, sample sd (ddof=1),
+          95% t-interval of the mean (t.ppf(0.975, n-1) * sd / sqrt(n); none when n < 2), min, max; the
+          same summary of per-seed differences of the key contrasts (paired: a seed's models share a test set).
+  reward  GRPO reward presets (grpo.reward): accuracy, VIP accuracy (Wilson), frac_reward_zero_std, share
+          of VIP samples in which GRPO sampled MANUAL_REVIEW.
+  prior   the base model's mean P(MANUAL_REVIEW | VIP prompt) against whether GRPO finds the hidden rule;
+          rows sorted by the base log10 probability, weakest prior first.
+  data    data sizes (generate.n): each run against records[0], difference with a Newcomb 95% interval
+          (the test sets differ, so the proportions are independent, not paired) and the ratio of the
+          Wilson interval widths (this run / reference).
+
+A missing model, metric or training value is None in results.json and "n/a" in results.md: never a
+crash, never a guess. Deterministic: no timestamps, PNGs without the Software tag.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from scipy import stats as sps
+from statsmodels.stats.proportion import confint_proportions_2indep
+
+from fincorp.jsonl import write_json
+from fincorp.report import acc_cell, pct, table
+from fincorp.rules import MANUAL_REVIEW
+
+STUDIES = ("seeds", "reward", "prior", "data")
+MODELS = ("baseline", "sft", "grpo", "hybrid")
+RL_MODELS = ("grpo", "hybrid")  # trained with GRPO: they have frac_reward_zero_std and VIP sample counts
+STAGES = ("sft", "grpo", "hybrid")
+HEADLINE = ("accuracy", "vip_accuracy", "invalid_rate", "prediction_entropy_bits")
+ZERO_STD = "mean_frac_reward_zero_std"
+CONTRASTS = (("sft", "grpo"), ("hybrid", "sft"), ("hybrid", "grpo"), ("grpo", "baseline"))
+PROPORTIONS = ("accuracy", "vip_accuracy")
+PNG_METADATA = {"Software": None}  # no matplotlib version stamp: bytes depend on the data only
+NA = "n/a"
+
+
+def write(out_dir: str | Path, study: str, records: list[dict], meta: dict) -> dict:
+    """Compute, then write out_dir/results.json (the returned dict), results.md and <study>.png."""
+    results = compute(study, records, meta)
+    name = f"{study}.png"
+    fig = STUDY[study][1](results)
+    results["figures"] = {name: "written" if isinstance(fig, Figure) else fig}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in sorted(out.glob("*.png")):  # never leave a figure from an earlier study beside new numbers
+        stale.unlink()
+    if isinstance(fig, Figure):
+        fig.savefig(out / name, dpi=120, bbox_inches="tight", metadata=PNG_METADATA)
+    write_json(out / "results.json", results)
+    tmp = out / "results.md.tmp"
+    tmp.write_text(render_markdown(results), encoding="utf-8", newline="\n")
+    tmp.replace(out / "results.md")
+    return results
+
+
+# --- computing (pure) --------------------------------------------------------------------------------
+
+def compute(study: str, records: list[dict], meta: dict) -> dict[str, Any]:
+    """The results dict of one study (everything but "figures")."""
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; expected one of: {', '.join(STUDIES)}")
+    if not records:
+        raise ValueError(f"study {study}: no records (did any run finish?)")
+    names = [r["run"] for r in records]
+    if len(set(names)) != len(names):
+        raise ValueError(f"study {study}: run names must be unique, got {names}")
+    records, meta = plain(records), plain(meta)
+    models = [m for m in MODELS if any(metrics_of(r, m) is not None for r in records)]
+    return {"study": study, "meta": meta, "models": models, "runs": records, **STUDY[study][0](records, models)}
+
+
+def plain(obj: Any) -> Any:
+    """JSON-ready copy: numpy scalars become Python numbers, tuples lists, NaN/inf None (missing)."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+
+
+def metrics_of(record: dict, model: str) -> dict | None:
+    return (record.get("metrics") or {}).get(model)
+
+
+def headline(record: dict, model: str, key: str) -> float | None:
+    """accuracy/vip_accuracy ["value"], or invalid_rate/prediction_entropy_bits; None if missing."""
+    v = (metrics_of(record, model) or {}).get(key)
+    if isinstance(v, dict):
+        v = v.get("value")
+    return None if v is None else float(v)
+
+
+def model_numbers(record: dict, model: str) -> dict[str, Any]:
+    """Every number the study tables use for one model of one run (None where the run lacks it)."""
+    m = metrics_of(record, model) or {}
+    t = (record.get("training") or {}).get(model) or {}
+    prob = (m.get("vip_label_probability") or {}).get(MANUAL_REVIEW) or {}
+    k, n = t.get("vip_manual_review_samples"), t.get("vip_samples")
+    return {
+        "n": m.get("n"), "accuracy": m.get("accuracy"), "vip_accuracy": m.get("vip_accuracy"),
+        "invalid_rate": m.get("invalid_rate"), "prediction_entropy_bits": m.get("prediction_entropy_bits"),
+        "manual_review_share": (m.get("prediction_distribution") or {}).get(MANUAL_REVIEW),
+        "p_manual_review_vip": prob.get("mean"), "log10_p_manual_review_vip": prob.get("log10_mean"),
+        "runtime_s": t.get("runtime_s"), ZERO_STD: t.get(ZERO_STD),
+        "vip_samples": n, "vip_manual_review_samples": k,
+        "vip_manual_review_share": None if k is None or not n else k / n,
+    }
+
+
+def across_seeds(values: Sequence[float | None]) -> dict[str, Any]:
+    """n, mean, sample sd (ddof=1), 95% t-interval of the mean, min, max; None entries are skipped.
+
+    sd and the interval are None when n < 2; sd == 0 gives an interval of width 0. statistics.mean
+    and stdev compute exactly (fractions), so equal values give sd 0.0, not rounding noise.
+    """
+    xs = [float(v) for v in values if v is not None]
+    out: dict[str, Any] = {"n": len(xs), "mean": None, "sd": None, "ci95_low": None, "ci95_high": None,
+                           "min": None, "max": None}
+    if not xs:
+        return out
+    mean = statistics.mean(xs)
+    out |= {"mean": mean, "min": min(xs), "max": max(xs)}
+    if len(xs) >= 2:
+        sd = statistics.stdev(xs)
+        half = float(sps.t.ppf(0.975, len(xs) - 1)) * sd / math.sqrt(len(xs))
+        out |= {"sd": sd, "ci95_low": mean - half, "ci95_high": mean + half}
+    return out
+
+
+def seeds_results(records: list[dict], models: list[str]) -> dict[str, Any]:
+    summary = {m: {k: across_seeds([headline(r, m, k) for r in records]) for k in HEADLINE} for m in models}
+    for m in RL_MODELS:
+        if m in summary:
+            summary[m][ZERO_STD] = across_seeds([model_numbers(r, m)[ZERO_STD] for r in records])
+    differences = []
+    for a, b in CONTRASTS:
+        if a not in models or b not in models:
+            continue
+        for k in PROPORTIONS:
+            per_run = {}
+            for r in records:
+                va, vb = headline(r, a, k), headline(r, b, k)
+                per_run[r["run"]] = None if va is None or vb is None else va - vb
+            differences.append({"a": a, "b": b, "metric": k, "per_run": per_run,
+                                "summary": across_seeds(list(per_run.values()))})
+    per_seed = [{"run": r["run"], "seed": (r.get("params") or {}).get("seed"),
+                 "values": {m: {k: headline(r, m, k) for k in PROPORTIONS} for m in models}} for r in records]
+    return {"summary": summary, "differences": differences, "per_seed": per_seed}
+
+
+def reward_results(records: list[dict], models: list[str]) -> dict[str, Any]:
+    rl = ["grpo"] + (["hybrid"] if "hybrid" in models else [])  # GRPO's columns always (n/a if never run)
+    rows = [{"run": r["run"], "preset": (r.get("params") or {}).get("grpo.reward"),
+             **{m: model_numbers(r, m) for m in rl}} for r in records]
+    return {"rl_models": rl, "rows": rows}
+
+
+def prior_results(records: list[dict], models: list[str]) -> dict[str, Any]:
+    def base(row: dict) -> float | None:
+        return row["baseline"]["log10_p_manual_review_vip"]
+
+    rows = [{"run": r["run"], "overrides": overrides_text(r.get("overrides")),
+             "baseline": model_numbers(r, "baseline"), "grpo": model_numbers(r, "grpo")} for r in records]
+    rows.sort(key=lambda row: (base(row) is None, base(row) or 0.0))  # weakest first; stable: ties keep order
+    known = [row for row in rows if base(row) is not None]
+    w = next((row for row in known if (row["grpo"]["vip_accuracy"] or {}).get("value", 0.0) > 0), None)
+    return {"rows": rows, "with_base_probability": len(known),
+            "not_plotted": [row["run"] for row in rows if base(row) is None],
+            "weakest_prior_with_vip": None if w is None else {
+                "run": w["run"], "log10_p_manual_review_vip": base(w), "grpo_vip_accuracy": w["grpo"]["vip_accuracy"]}}
+
+
+def overrides_text(overrides: dict | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items())) or "defaults"
+
+
+def data_results(records: list[dict], models: list[str]) -> dict[str, Any]:
+    size = {r["run"]: (r.get("params") or {}).get("generate.n") for r in records}
+    rows = [{"model": m, "run": r["run"], "generate_n": size[r["run"]], **model_numbers(r, m)}
+            for m in models for r in records]
+    stages = [s for s in STAGES if any(s in (r.get("training") or {}) for r in records)]
+    training = [{"run": r["run"], "generate_n": size[r["run"]], "wall_time_s": r.get("wall_time_s"),
+                 "runtime_s": {s: model_numbers(r, s)["runtime_s"] for s in stages}} for r in records]
+    ref = records[0]
+    changes = [{"model": m, "metric": k, "run": r["run"], "reference": ref["run"],
+                **unpaired_change((metrics_of(r, m) or {}).get(k), (metrics_of(ref, m) or {}).get(k))}
+               for m in models for r in records[1:] for k in PROPORTIONS]
+    return {"reference": ref["run"], "rows": rows, "stages": stages, "training": training, "changes": changes}
+
+
+def unpaired_change(a: dict | None, ref: dict | None) -> dict[str, Any]:
+    """a - ref for two independent proportions: Newcomb 95% interval, ratio of Wilson widths (a / ref)."""
+    out = {"value": None if a is None else a["value"], "reference_value": None if ref is None else ref["value"],
+           "diff": None, "ci95_low": None, "ci95_high": None, "width_ratio": None}
+    if a is None or ref is None or not a["n"] or not ref["n"]:
+        return out
+    lo, hi = confint_proportions_2indep(a["correct"], a["n"], ref["correct"], ref["n"], method="newcomb",
+                                       compare="diff")
+    ref_width = ref["ci95_high"] - ref["ci95_low"]
+    return out | {"diff": a["value"] - ref["value"], "ci95_low": float(lo), "ci95_high": float(hi),
+                  "width_ratio": (a["ci95_high"] - a["ci95_low"]) / ref_width if ref_width > 0 else None}
+
+
+# --- figures (pure: each returns a Figure, or the reason it is not drawn) --------------------------
+
+def wilson_bar(ax: Any, x: float, a: dict | None, width: float, color: str) -> None:
+    if a is None:
+        ax.text(x, 2, NA, ha="center", va="bottom", rotation=90, fontsize=8, color="0.35")
+        return
+    v, lo, hi = (100 * a[k] for k in ("value", "ci95_low", "ci95_high"))
+    ax.bar(x, v, width=width, color=color)
+    ax.errorbar(x, v, yerr=[[v - lo], [hi - v]], fmt="none", ecolor="black", capsize=3, lw=1)
+
+
+def percent_axes(ax: Any, ticks: Sequence[str], title: str, fixed: bool = True) -> None:
+    ax.set_xticks(range(len(ticks)), ticks, fontsize=8)
+    ax.set_title(title)
+    if fixed:  # t-intervals of few seeds may reach past 0-100%: those axes scale to fit
+        ax.set_ylim(0, 105)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_seeds(results: dict[str, Any]) -> Figure | str:
+    models = results["models"]
+    if not models:
+        return "not drawn: no run has a metrics file"
+    fig = Figure(figsize=(10, 4.5))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, key, title in zip(axes, PROPORTIONS, ("Accuracy", "VIP accuracy (MANUAL_REVIEW items)")):
+        for x, m in enumerate(models):
+            ys = [100 * row["values"][m][key] for row in results["per_seed"] if row["values"][m][key] is not None]
+            ax.scatter(x - 0.12 + np.linspace(-0.08, 0.08, len(ys)), ys, s=18, color=f"C{x}", alpha=0.7)
+            s = results["summary"][m][key]
+            if s["mean"] is not None:
+                mean = 100 * s["mean"]
+                yerr = None if s["ci95_low"] is None else [[mean - 100 * s["ci95_low"]],
+                                                           [100 * s["ci95_high"] - mean]]
+                ax.errorbar(x + 0.15, mean, yerr=yerr, fmt="D", color="black", ms=5, capsize=5, lw=1)
+        percent_axes(ax, models, title, fixed=False)
+    axes[0].set_ylabel("% correct: seeds (dots), mean and 95% t-interval (black)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reward(results: dict[str, Any]) -> Figure | str:
+    if "grpo" not in results["models"]:
+        return "not drawn: no run has GRPO metrics"
+    series = [("grpo", "accuracy", "GRPO accuracy"), ("grpo", "vip_accuracy", "GRPO VIP accuracy"),
+              ("grpo", ZERO_STD, "GRPO frac_reward_zero_std")]
+    if "hybrid" in results["rl_models"]:
+        series += [("hybrid", "accuracy", "hybrid accuracy"), ("hybrid", "vip_accuracy", "hybrid VIP accuracy")]
+    rows = results["rows"]
+    fig = Figure(figsize=(max(6.0, 2.2 * len(rows)), 4.5))
+    ax = fig.subplots()
+    width = 0.8 / len(series)
+    for i, (m, key, label) in enumerate(series):
+        for x, row in enumerate(rows):
+            xi, v = x - 0.4 + width * (i + 0.5), row[m][key]
+            if isinstance(v, dict) or v is None:
+                wilson_bar(ax, xi, v, width, f"C{i}")
+            else:
+                ax.bar(xi, 100 * v, width=width, color=f"C{i}")
+    percent_axes(ax, [str(row["preset"]) + ("" if row["run"] == row["preset"] else f"\n({row['run']})")
+                      for row in rows], "GRPO reward presets")
+    ax.set_ylabel("% (95% Wilson interval on accuracies)")
+    ax.legend(handles=[Patch(color=f"C{i}", label=label) for i, (_, _, label) in enumerate(series)], fontsize=8,
+              frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+def plot_prior(results: dict[str, Any]) -> Figure | str:
+    rows = [row for row in results["rows"] if row["baseline"]["log10_p_manual_review_vip"] is not None]
+    if not rows:
+        return "not drawn: no run has the base model's P(MANUAL_REVIEW | VIP prompt)"
+    fig = Figure(figsize=(11, 4.5))
+    left, right = fig.subplots(1, 2, sharex=True)
+    for row in rows:
+        x, g = row["baseline"]["log10_p_manual_review_vip"], row["grpo"]
+        if g["vip_accuracy"] is not None:
+            v, lo, hi = (100 * g["vip_accuracy"][k] for k in ("value", "ci95_low", "ci95_high"))
+            left.errorbar(x, v, yerr=[[v - lo], [hi - v]], fmt="o", color="C0", capsize=4, lw=1)
+            left.annotate(row["run"], (x, v), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        if g["vip_manual_review_share"] is not None:
+            share = 100 * g["vip_manual_review_share"]
+            right.plot(x, share, "o", color="C3")
+            right.annotate(row["run"], (x, share), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    left.set_ylabel("GRPO final VIP accuracy, % (95% Wilson)")
+    right.set_ylabel("% of GRPO's VIP samples that were MANUAL_REVIEW")
+    for ax in (left, right):
+        ax.set_xlabel("base model: log10 mean P(MANUAL_REVIEW | VIP prompt)")
+        ax.set_ylim(-3, 105)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_data(results: dict[str, Any]) -> Figure | str:
+    models = results["models"]
+    if not models:
+        return "not drawn: no run has a metrics file"
+    runs = [t["run"] for t in results["training"]]
+    by = {(row["model"], row["run"]): row for row in results["rows"]}
+    fig = Figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2, sharey=True)
+    width = 0.8 / len(runs)
+    for ax, key, title in zip(axes, PROPORTIONS, ("Accuracy", "VIP accuracy (MANUAL_REVIEW items)")):
+        for i, t in enumerate(results["training"]):
+            for x, m in enumerate(models):
+                wilson_bar(ax, x - 0.4 + width * (i + 0.5), by[m, t["run"]][key], width, f"C{i}")
+        percent_axes(ax, models, title)
+    axes[0].set_ylabel("% correct (95% Wilson interval)")
+    axes[1].legend(handles=[Patch(color=f"C{i}", label=f"{t['run']} (generate.n={t['generate_n']})")
+                            for i, t in enumerate(results["training"])],
+                   fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+# --- results.md (pure: rendered from results.json's content) -------------------------------------------
+
+def num(x: float | None, unit: str, signed: bool = False) -> str:
+    """% and pp scale a share by 100; bits and p are printed as they are."""
+    if x is None:
+        return NA
+    sign = "+" if signed else ""
+    return {"%": f"{100 * x:{sign}.1f}%", "pp": f"{100 * x:{sign}.1f} pp", "bits": f"{x:{sign}.3f}",
+            "p": f"{x:.3g}", "log10": f"{x:.2f}", "s": f"{x:.1f}"}[unit]
+
+
+def sampled(g: dict[str, Any]) -> str:
+    k, n = g["vip_manual_review_samples"], g["vip_samples"]
+    return NA if k is None or n is None else f"{k}/{n}" + ("" if not n else f" = {pct(k / n)}%")
+
+
+def summary_cells(s: dict[str, Any], unit: str, signed: bool = False) -> list[Any]:
+    ci = NA if s["ci95_low"] is None else f"[{num(s['ci95_low'], unit, signed)}, {num(s['ci95_high'], unit, signed)}]"
+    return [s["n"], num(s["mean"], unit, signed), num(s["sd"], unit), ci, num(s["min"], unit, signed),
+            num(s["max"], unit, signed)]
+
+
+def render_seeds(results: dict[str, Any]) -> list[str]:
+    models, units = results["models"], {"prediction_entropy_bits": "bits"}
+    lines = ["## Across seeds", "",
+             "Mean, sample sd (ddof=1) and 95% t-interval of the mean over the seeds (n/a when n < 2; not "
+             "clipped to 0-100%: with few seeds t is large).", ""]
+    lines += table(["model", "metric", "n", "mean", "sd", "95% CI (t)", "min", "max"],
+                   [[m, k, *summary_cells(s, units.get(k, "%"))]
+                    for m in models for k, s in results["summary"][m].items()])
+    lines += ["", "## Paired differences (per seed, then across seeds)", ""]
+    lines += (table(["A - B", "metric", "n", "mean", "sd", "95% CI (t)", "min", "max"],
+                    [[f"{d['a']} - {d['b']}", d["metric"], *summary_cells(d["summary"], "pp", signed=True)]
+                     for d in results["differences"]]) if results["differences"] else ["No contrast has both models."])
+    lines += ["", "## Every seed", ""]
+    lines += table(["run", "seed", *(f"{m} {k}" for m in models for k in ("accuracy", "VIP"))],
+                   [[row["run"], na(row["seed"]),
+                     *(num(row["values"][m][k], "%") for m in models for k in PROPORTIONS)]
+                    for row in results["per_seed"]])
+    return lines
+
+
+def render_reward(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for m in results["rl_models"]:
+        lines += [f"## {m} per reward preset", ""]
+        lines += table(["run", "preset", "accuracy", "VIP accuracy", "frac_reward_zero_std",
+                        "VIP samples with MANUAL_REVIEW", "invalid rate", "entropy (bits)"],
+                       [[row["run"], row["preset"] or NA, acc_cell(row[m]["accuracy"]),
+                         acc_cell(row[m]["vip_accuracy"]), num(row[m][ZERO_STD], "%"), sampled(row[m]),
+                         num(row[m]["invalid_rate"], "%"), num(row[m]["prediction_entropy_bits"], "bits")]
+                        for row in results["rows"]])
+        lines.append("")
+    return lines[:-1]
+
+
+def render_prior(results: dict[str, Any]) -> list[str]:
+    w = results["weakest_prior_with_vip"]
+    sentence = (f"GRPO never reached VIP accuracy > 0 in the {results['with_base_probability']} runs with a base "
+                f"probability." if w is None else
+                f"The weakest prior at which GRPO reached VIP accuracy > 0: base log10 P(MANUAL_REVIEW | VIP) = "
+                f"{num(w['log10_p_manual_review_vip'], 'log10')} (run `{w['run']}`, GRPO VIP accuracy "
+                f"{acc_cell(w['grpo_vip_accuracy'])}).")
+    lines = ["## Base prior vs GRPO finding the hidden rule", "", sentence, "",
+             "Rows sorted by the base model's log10 mean P(MANUAL_REVIEW | VIP prompt), weakest first. "
+             "MR = MANUAL_REVIEW; P(MR) = the model's mean probability of answering MANUAL_REVIEW on the VIP "
+             "test prompts (temperature 1), and the mean of its log10.", ""]
+    lines += table(["run", "overrides", "base P(MR)", "base log10 P(MR)", "baseline accuracy", "baseline MR share",
+                    "GRPO VIP accuracy", "GRPO accuracy", "GRPO VIP samples with MR", "GRPO P(MR)",
+                    "GRPO log10 P(MR)"],
+                   [[row["run"], row["overrides"], num(b["p_manual_review_vip"], "p"),
+                     num(b["log10_p_manual_review_vip"], "log10"), acc_cell(b["accuracy"]),
+                     num(b["manual_review_share"], "%"), acc_cell(g["vip_accuracy"]), acc_cell(g["accuracy"]),
+                     sampled(g), num(g["p_manual_review_vip"], "p"), num(g["log10_p_manual_review_vip"], "log10")]
+                    for row in results["rows"] for b, g in [(row["baseline"], row["grpo"])]])
+    if results["not_plotted"]:
+        lines += ["", f"Not plotted (no base P(MANUAL_REVIEW | VIP) in their baseline metrics): "
+                      f"{', '.join(results['not_plotted'])}."]
+    return lines
+
+
+def render_data(results: dict[str, Any]) -> list[str]:
+    lines = ["## Per data size", ""]
+    lines += table(["model", "run", "generate.n", "test n", "accuracy", "VIP accuracy", "invalid rate",
+                    "entropy (bits)"],
+                   [[row["model"], row["run"], na(row["generate_n"]),
+                     na(row["n"]), acc_cell(row["accuracy"]),
+                     acc_cell(row["vip_accuracy"]), num(row["invalid_rate"], "%"),
+                     num(row["prediction_entropy_bits"], "bits")] for row in results["rows"]])
+    lines += ["", "## Training time (s)", ""]
+    lines += table(["run", "generate.n", *(f"{s} runtime_s" for s in results["stages"]), "run wall time"],
+                   [[t["run"], na(t["generate_n"]),
+                     *(num(t["runtime_s"][s], "s") for s in results["stages"]), wall(t["wall_time_s"])]
+                    for t in results["training"]])
+    lines += ["", f"## What changed against `{results['reference']}`", "",
+              "Unpaired (the test sets differ): difference with a Newcomb 95% interval; width ratio = this run's "
+              "Wilson interval width / the reference's.", ""]
+    lines += (table(["model", "metric", "run", "value", "reference", "difference [95% CI]", "width ratio"],
+                    [[c["model"], c["metric"], c["run"], num(c["value"], "%"), num(c["reference_value"], "%"),
+                      NA if c["diff"] is None else
+                      f"{num(c['diff'], 'pp', True)} [{num(c['ci95_low'], 'pp', True)}, "
+                      f"{num(c['ci95_high'], 'pp', True)}]",
+                      NA if c["width_ratio"] is None else f"{c['width_ratio']:.2f}"] for c in results["changes"]])
+              if results["changes"] else ["Only one run: nothing to compare."])
+    return lines
+
+
+def na(x: Any) -> Any:
+    return NA if x is None else x
+
+
+def wall(seconds: float | None) -> str:
+    return "n/a (restored from cache)" if seconds is None else f"{seconds:.1f}"
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    lines = [f"# Study: {results['study']}", "",
+             "_Generated by fincorp.study_report, do not edit: rerun the command below. "
+             "The same numbers are in results.json._", "",
+             meta.get("description") or "", "",
+             f"- rerun: `{meta.get('command') or NA}`",
+             f"- baseline commit: `{meta.get('baseline_commit') or NA}`",
+             f"- study wall time (s): {num(meta.get('wall_time_s'), 's')}",
+             *(f"- {k}: {v}" for k, v in sorted(meta.items())
+               if k not in ("study", "description", "command", "baseline_commit", "wall_time_s")),
+             f"- runs: {len(results['runs'])}; models: {', '.join(results['models']) or 'none'}", "",
+             "Accuracy cells: correct/n = % [95% Wilson interval, %]. Missing values: n/a.", ""]
+    lines += STUDY[results["study"]][2](results)
+    lines += ["", "## Runs", ""]
+    lines += table(["run", "experiment", "commit", "overrides", "wall time (s)"],
+                   [[r["run"], r.get("experiment") or NA, (r.get("commit") or NA)[:12],
+                     overrides_text(r.get("overrides")), wall(r.get("wall_time_s"))] for r in results["runs"]])
+    lines += ["", "## Figures"]
+    for name, status in results["figures"].items():
+        lines += ["", f"### {name}", "", f"![{name}]({name})" if status == "written" else status]
+    return "\n".join(lines) + "\n"
+
+
+# study -> (compute the study's part of results.json, draw its figure, render its sections of results.md)
+STUDY = {"seeds": (seeds_results, plot_seeds, render_seeds), "reward": (reward_results, plot_reward, render_reward),
+         "prior": (prior_results, plot_prior, render_prior), "data": (data_results, plot_data, render_data)}

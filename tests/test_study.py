@@ -1,0 +1,126 @@
+"""fincorp.study: which experiments each study runs, and how their numbers are read back from git.
+
+The experiments here are hand-made commits under refs/exps/ in a throwaway git repository (what
+`dvc exp run` leaves behind), so the collection code is tested without training anything.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from fincorp import study
+from fincorp.eval import compute_metrics
+from fincorp.jsonl import DataError
+from fincorp.rules import LABELS, MANUAL_REVIEW
+
+
+def sh(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit_files(repo: Path, files: dict[str, str], message: str) -> str:
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    sh(repo, "add", "-A")
+    sh(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message)
+    return sh(repo, "rev-parse", "HEAD")
+
+
+def metrics(k_vip: int) -> dict:
+    gold = [label for label in LABELS for _ in range(5)]
+    preds = [MANUAL_REVIEW if g == MANUAL_REVIEW and i < k_vip else "REJECT_RISK"
+             for i, g in enumerate(gold)]
+    return {"model": "grpo", **compute_metrics(gold, preds)}
+
+
+@pytest.fixture
+def repo(tmp_path, committed_params, monkeypatch):
+    """A git repo whose HEAD is a baseline, with two experiments of the reward study on it."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    sh(root, "init", "-q")
+    monkeypatch.chdir(root)
+    base = commit_files(root, {"dvc.yaml": "stages: {}\n", "params.yaml": OmegaConf.to_yaml(committed_params)},
+                        "baseline")
+    exps = {}
+    for preset, k_vip in (("exact", 0), ("partial", 2)):
+        params = OmegaConf.create(committed_params)
+        params.grpo.reward = preset
+        files = {"params.yaml": OmegaConf.to_yaml(params),
+                 "metrics/grpo.json": json.dumps(metrics(k_vip)),
+                 "logs/grpo/metrics.json": json.dumps({"vip": {"samples": 40, "manual_review_samples": k_vip},
+                                                       "train": {"runtime": 12.5}}),
+                 "logs/grpo/plots/metrics/frac_reward_zero_std.tsv": "step\tfrac_reward_zero_std\n5\t1.0\n10\t0.5\n"}
+        sh(root, "checkout", "-q", "--detach", base)
+        exps[preset] = commit_files(root, files, f"exp {preset}")
+        sh(root, "update-ref", f"refs/exps/{base[:2]}/{base[2:]}/reward-{preset}", exps[preset])
+        sh(root, "checkout", "-q", "-")
+    sh(root, "checkout", "-q", "--detach", base)
+    return root, base, exps
+
+
+def test_every_study_names_valid_runs_and_stages():
+    from ruamel.yaml import YAML
+
+    stages = YAML(typ="safe").load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"]
+    names = set(stages) | {f"eval@{m}" for m in stages["eval"]["foreach"]}
+    all_studies = study.studies(n_seeds=3, first_seed=7)
+    assert list(all_studies["seeds"].runs) == ["seed7", "seed8", "seed9"]
+    assert all_studies["seeds"].runs["seed8"] == {"seed": "8"}
+    assert all_studies["data"].runs["n8000"] == {"generate.n": "8000"}
+    assert {r["grpo.reward"] for r in all_studies["reward"].runs.values()} == {"exact", "scripts", "partial"}
+    assert all_studies["prior"].runs["default"] == {}
+    for spec in all_studies.values():
+        assert set(spec.targets) <= names
+        for overrides in spec.runs.values():
+            assert set(overrides) <= set(study.PARAM_KEYS)
+
+
+def test_collect_reads_each_experiment_from_its_own_commit(repo):
+    root, base, exps = repo
+    spec = study.Study("d", {"exact": {"grpo.reward": "exact"}, "partial": {"grpo.reward": "partial"}},
+                       ("eval@grpo",), ("grpo", "hybrid"), ("grpo",))
+    records = study.collect("reward", spec, base, {"exact": 3.0})
+    exact, partial = records
+    assert exact["commit"] == exps["exact"] and partial["commit"] == exps["partial"]
+    assert exact["params"]["grpo.reward"] == "exact" and partial["params"]["grpo.reward"] == "partial"
+    assert exact["params"]["generate.n"] == 800
+    assert exact["wall_time_s"] == 3.0 and partial["wall_time_s"] is None
+    assert list(partial["metrics"]) == ["grpo"]  # hybrid has no metrics file in the experiment
+    assert partial["metrics"]["grpo"]["vip_accuracy"]["correct"] == 2
+    assert partial["training"]["grpo"] == {"runtime_s": 12.5, "mean_frac_reward_zero_std": 0.75,
+                                           "vip_samples": 40, "vip_manual_review_samples": 2}
+
+
+def test_find_experiment_prefers_the_current_baseline(repo):
+    root, base, exps = repo
+    other = "f" * 40
+    sh(root, "update-ref", f"refs/exps/ff/{'f' * 38}/reward-exact", exps["partial"])
+    assert study.find_experiment("reward-exact", base) == exps["exact"]
+    assert study.find_experiment("reward-exact", other) in (exps["exact"], exps["partial"])
+    assert study.find_experiment("reward-nosuch", base) is None
+
+
+def test_collect_only_writes_the_report_and_a_missing_run_is_a_clear_error(repo, monkeypatch):
+    root, base, exps = repo
+    with pytest.raises(DataError, match="no experiment named reward-scripts: run `fincorp study reward`"):
+        study.run("reward", collect_only=True, out_dir=str(root / "out"))
+    sh(root, "update-ref", f"refs/exps/{base[:2]}/{base[2:]}/reward-scripts", exps["exact"])
+    study.run("reward", collect_only=True, out_dir=str(root / "out"))
+    results = json.loads((root / "out/reward/results.json").read_text())
+    assert [r["run"] for r in results["runs"]] == ["exact", "scripts", "partial"]
+    assert results["meta"]["command"] == "fincorp study reward" and results["meta"]["baseline_commit"] == base
+    assert (root / "out/reward/results.md").is_file()
+
+
+def test_unknown_study_and_too_few_seeds(repo):
+    with pytest.raises(DataError, match="unknown study 'nosuch'"):
+        study.run("nosuch", collect_only=True)
+    with pytest.raises(DataError, match="--n must be at least 2"):
+        study.run("seeds", n_seeds=1, collect_only=True)
