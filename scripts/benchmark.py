@@ -67,9 +67,9 @@ def main() -> None:
         sh(["git", "clone", "-q", str(REPO), str(clone)], Path(tmp), env)
         full = sh(["dvc", "repro"], clone, env)
         noop = statistics.median(sh(["dvc", "repro"], clone, env) for _ in range(3))
-        stages = {"base": clone / "models/base/meta.json", "sft": clone / "models/sft/run.json",
-                  "grpo": clone / "models/grpo/run.json"}
-        stages |= {f"eval@{m}": clone / f"logs/eval/{m}.json" for m in ("baseline", "sft", "grpo")}
+        stages = {"base": clone / "models/base/meta.json"}
+        stages |= {m: clone / f"models/{m}/run.json" for m in ("sft", "grpo", "hybrid")}
+        stages |= {f"eval@{m}": clone / f"logs/eval/{m}.json" for m in ("baseline", "sft", "grpo", "hybrid")}
         per_stage = {}
         for name, path in stages.items():
             rec = json.loads(path.read_text())

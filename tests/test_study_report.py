@@ -187,25 +187,27 @@ def test_reward_study(tmp_path: Path):
 
 # --- prior ------------------------------------------------------------------------------------------
 
-def prior_record(run: str, share: str, log10_p: float | None, grpo_vip: int, mr: int) -> dict[str, Any]:
+def prior_record(run: str, share: str, log10_p: float | None, grpo_vip: int, mr: int,
+                 lr: float = 1e-4) -> dict[str, Any]:
     return record(run, {"baseline": metrics("baseline", (0, 10), (5, 10), log10_p_mr=log10_p),
                         "grpo": metrics("grpo", (grpo_vip, 10), (6, 10),
                                         log10_p_mr=None if log10_p is None else log10_p + 1)},
                   training={"grpo": grpo_training(0.9, mr, 1000)},
-                  overrides={"base.prior.manual_review_share": share})
+                  overrides={"base.prior.manual_review_share": share}, **{"grpo.lr": lr})
 
 
-def test_prior_study_sorts_by_base_probability_and_names_weakest(tmp_path: Path):
+def test_prior_study_sorts_by_base_probability_and_names_the_sharpest_prior_with_vip(tmp_path: Path):
     records = [prior_record("strong", "0.1", -2.0, 5, 300), prior_record("old", "0.2", None, 9, 500),
                prior_record("none", "0.0", -8.0, 0, 0), prior_record("weak", "0.01", -4.0, 2, 40)]
     out = tmp_path / "prior"
     study_report.write(out, "prior", records, META)
     data, md = read_outputs(out)
-    assert set(data) == {"study", "meta", "models", "runs", "rows", "weakest_prior_with_vip",
+    assert set(data) == {"study", "meta", "models", "runs", "rows", "sharpest_prior_with_vip",
                          "with_base_probability", "not_plotted", "figures"}
     assert [r["run"] for r in data["rows"]] == ["none", "weak", "strong", "old"]
-    assert data["weakest_prior_with_vip"]["run"] == "weak"
-    assert data["weakest_prior_with_vip"]["log10_p_manual_review_vip"] == -4.0
+    [sharpest] = data["sharpest_prior_with_vip"]
+    assert sharpest["grpo_lr"] == 1e-4 and sharpest["runs"] == 3 and sharpest["run"] == "weak"
+    assert sharpest["log10_p_manual_review_vip"] == -4.0
     assert data["not_plotted"] == ["old"] and data["with_base_probability"] == 3
     weak = data["rows"][1]
     assert weak["overrides"] == "base.prior.manual_review_share=0.01"
@@ -213,20 +215,24 @@ def test_prior_study_sorts_by_base_probability_and_names_weakest(tmp_path: Path)
     assert weak["grpo"]["log10_p_manual_review_vip"] == -3.0
     assert (out / "prior.png").read_bytes().startswith(PNG_SIGNATURE)
     assert "base log10 P(MANUAL_REVIEW | VIP) = -4.00 (run `weak`" in md
-    assert "| weak | base.prior.manual_review_share=0.01 | 0.0001 | -4.00 | 5/20 = 25.0%" in md
+    assert "| weak | base.prior.manual_review_share=0.01 | 0.0001 | 0.0001 | -4.00 | 5/20 = 25.0%" in md
     assert "| 40/1000 = 4.0% | 0.001 | -3.00 |" in md
-    assert "| old | base.prior.manual_review_share=0.2 | n/a | n/a |" in md
+    assert "| old | base.prior.manual_review_share=0.2 | 0.0001 | n/a | n/a |" in md
     assert "Not plotted (no base P(MANUAL_REVIEW | VIP) in their baseline metrics): old." in md
 
 
 def test_prior_study_never_reached(tmp_path: Path):
-    records = [prior_record("a", "0.0", -8.0, 0, 0), prior_record("b", "0.01", -4.0, 0, 3)]
+    records = [prior_record("a", "0.0", -8.0, 0, 0), prior_record("b", "0.01", -4.0, 0, 3),
+               prior_record("a-fast", "0.0", -8.0, 0, 0, lr=1e-3), prior_record("b-fast", "0.01", -4.0, 1, 3, lr=1e-3)]
     records[1]["overrides"] = {}
     results = study_report.write(tmp_path, "prior", records, META)
-    assert results["weakest_prior_with_vip"] is None
+    slow, fast = results["sharpest_prior_with_vip"]
+    assert (slow["grpo_lr"], slow["runs"], slow["run"]) == (1e-4, 2, None)
+    assert (fast["grpo_lr"], fast["runs"], fast["run"]) == (1e-3, 2, "b-fast")
     md = (tmp_path / "results.md").read_text()
-    assert "GRPO never reached VIP accuracy > 0 in the 2 runs with a base probability." in md
-    assert "| b | defaults |" in md
+    assert "- GRPO lr 0.0001: never reached VIP accuracy > 0 in its 2 runs." in md
+    assert "- GRPO lr 0.001: the sharpest prior at which GRPO reached VIP accuracy > 0 is base log10" in md
+    assert "| b | defaults | 0.0001 |" in md
 
 
 def test_prior_without_any_probability_draws_no_figure(tmp_path: Path):

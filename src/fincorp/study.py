@@ -42,7 +42,7 @@ from fincorp.jsonl import DataError
 MODELS = ("baseline", "sft", "grpo", "hybrid")
 RL_STAGES = ("grpo", "hybrid")
 # Resolved params copied into every run's record (the ones any study varies).
-PARAM_KEYS = ("seed", "generate.n", "grpo.reward", "base.num_train_epochs", "base.prior.label_noise",
+PARAM_KEYS = ("seed", "generate.n", "grpo.reward", "grpo.lr", "base.num_train_epochs", "base.prior.label_noise",
               "base.prior.manual_review_share")
 
 
@@ -70,13 +70,19 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
         "prior": Study(
             "How sure the base is of its prior (never MANUAL_REVIEW) against whether GRPO discovers the hidden "
             "rule: fractions of a pre-training epoch, label noise in the prior corpus (a random label among "
-            "the four), and a prior that says MANUAL_REVIEW for a share of its rows.",
+            "the four), and a prior that says MANUAL_REVIEW for a share of its rows; GRPO at its default lr "
+            "(1e-4) on every base, and at 1e-3 on four of them.",
             {"default": {},
              "epochs-0.1": {"base.num_train_epochs": "0.1"},
              "noise-0.5": {"base.prior.label_noise": "0.5"},
              "mr-0.01": {"base.prior.manual_review_share": "0.01"},
              "mr-0.05": {"base.prior.manual_review_share": "0.05"},
-             "mr-0.2": {"base.prior.manual_review_share": "0.2"}},
+             "mr-0.2": {"base.prior.manual_review_share": "0.2"},
+             # A 10x larger GRPO step on the same bases: is it the prior, or the RL budget, that stops GRPO?
+             "default-lr1e-3": {"grpo.lr": "1e-3"},
+             "mr-0.05-lr1e-3": {"base.prior.manual_review_share": "0.05", "grpo.lr": "1e-3"},
+             "noise-0.5-lr1e-3": {"base.prior.label_noise": "0.5", "grpo.lr": "1e-3"},
+             "mr-0.2-lr1e-3": {"base.prior.manual_review_share": "0.2", "grpo.lr": "1e-3"}},
             ("eval@baseline", "eval@grpo"), ("baseline", "grpo"), ("grpo",)),
         "data": Study(
             "The same pipeline on 10x the data: generate.n = 8000 (6400 train / 1600 test) against the default "
@@ -121,7 +127,10 @@ def run_experiments(study: str, spec: Study, baseline: str, queue: bool) -> dict
     for run, overrides in spec.runs.items():
         name = exp_name(study, run)
         if find_experiment(name, baseline) is not None:  # rerunning a study replaces its experiments
-            subprocess.run(dvc_cmd("exp", "remove", name), check=True, capture_output=True)
+            removed = subprocess.run(dvc_cmd("exp", "remove", name), capture_output=True, text=True, check=False)
+            if removed.returncode:
+                raise DataError(f"cannot replace experiment {name}: `dvc exp remove {name}` said: "
+                                f"{removed.stderr.strip() or removed.stdout.strip()}")
         cmd = dvc_cmd("exp", "run", "--queue" if queue else "--temp", "--name", name,
                       *(a for k, v in overrides.items() for a in ("-S", f"{k}={v}")), *spec.targets)
         print(f"study {study}: {'queueing' if queue else 'running'} {name}: {' '.join(cmd[1:])}", flush=True)

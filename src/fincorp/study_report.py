@@ -11,8 +11,8 @@ under "runs"), results.md (rendered from results.json's content only) and one fi
           same summary of per-seed differences of the key contrasts (paired: a seed's models share a test set).
   reward  GRPO reward presets (grpo.reward): accuracy, VIP accuracy (Wilson), frac_reward_zero_std, share
           of VIP samples in which GRPO sampled MANUAL_REVIEW.
-  prior   the base model's mean P(MANUAL_REVIEW | VIP prompt) against whether GRPO finds the hidden rule;
-          rows sorted by the base log10 probability, weakest prior first.
+  prior   the base model's mean P(MANUAL_REVIEW | VIP prompt) against whether GRPO finds the hidden rule,
+          per GRPO learning rate; rows sorted by the base log10 probability, sharpest prior first.
   data    data sizes (generate.n): each run against records[0], difference with a Newcomb 95% interval
           (the test sets differ, so the proportions are independent, not paired) and the ratio of the
           Wilson interval widths (this run / reference).
@@ -179,14 +179,22 @@ def prior_results(records: list[dict], models: list[str]) -> dict[str, Any]:
         return row["baseline"]["log10_p_manual_review_vip"]
 
     rows = [{"run": r["run"], "overrides": overrides_text(r.get("overrides")),
+             "grpo_lr": (r.get("params") or {}).get("grpo.lr"),
              "baseline": model_numbers(r, "baseline"), "grpo": model_numbers(r, "grpo")} for r in records]
-    rows.sort(key=lambda row: (base(row) is None, base(row) or 0.0))  # weakest first; stable: ties keep order
+    # Sharpest prior (lowest P) first; stable: ties keep their order.
+    rows.sort(key=lambda row: (base(row) is None, base(row) or 0.0))
     known = [row for row in rows if base(row) is not None]
-    w = next((row for row in known if (row["grpo"]["vip_accuracy"] or {}).get("value", 0.0) > 0), None)
+    sharpest = []  # per GRPO learning rate: the sharpest prior at which GRPO still reached VIP accuracy > 0
+    for lr in sorted({row["grpo_lr"] for row in known}, key=lambda v: (v is None, v or 0.0)):
+        w = next((row for row in known if row["grpo_lr"] == lr
+                  and (row["grpo"]["vip_accuracy"] or {}).get("value", 0.0) > 0), None)
+        sharpest.append({"grpo_lr": lr, "runs": sum(row["grpo_lr"] == lr for row in known),
+                         "run": None if w is None else w["run"],
+                         "log10_p_manual_review_vip": None if w is None else base(w),
+                         "grpo_vip_accuracy": None if w is None else w["grpo"]["vip_accuracy"]})
     return {"rows": rows, "with_base_probability": len(known),
             "not_plotted": [row["run"] for row in rows if base(row) is None],
-            "weakest_prior_with_vip": None if w is None else {
-                "run": w["run"], "log10_p_manual_review_vip": base(w), "grpo_vip_accuracy": w["grpo"]["vip_accuracy"]}}
+            "sharpest_prior_with_vip": sharpest}
 
 
 def overrides_text(overrides: dict | None) -> str:
@@ -294,16 +302,20 @@ def plot_prior(results: dict[str, Any]) -> Figure | str:
         return "not drawn: no run has the base model's P(MANUAL_REVIEW | VIP prompt)"
     fig = Figure(figsize=(11, 4.5))
     left, right = fig.subplots(1, 2, sharex=True)
+    lrs = sorted({row["grpo_lr"] for row in rows}, key=lambda v: (v is None, v or 0.0))
+    color = {lr: f"C{i}" for i, lr in enumerate(lrs)}
     for row in rows:
-        x, g = row["baseline"]["log10_p_manual_review_vip"], row["grpo"]
+        x, g, c = row["baseline"]["log10_p_manual_review_vip"], row["grpo"], color[row["grpo_lr"]]
         if g["vip_accuracy"] is not None:
             v, lo, hi = (100 * g["vip_accuracy"][k] for k in ("value", "ci95_low", "ci95_high"))
-            left.errorbar(x, v, yerr=[[v - lo], [hi - v]], fmt="o", color="C0", capsize=4, lw=1)
+            left.errorbar(x, v, yerr=[[v - lo], [hi - v]], fmt="o", color=c, capsize=4, lw=1)
             left.annotate(row["run"], (x, v), textcoords="offset points", xytext=(5, 5), fontsize=8)
         if g["vip_manual_review_share"] is not None:
             share = 100 * g["vip_manual_review_share"]
-            right.plot(x, share, "o", color="C3")
+            right.plot(x, share, "o", color=c)
             right.annotate(row["run"], (x, share), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    left.legend(handles=[Patch(color=color[lr], label=f"GRPO lr {num(lr, 'p')}") for lr in lrs], loc="upper left",
+                fontsize=8, frameon=False)
     left.set_ylabel("GRPO final VIP accuracy, % (95% Wilson)")
     right.set_ylabel("% of GRPO's VIP samples that were MANUAL_REVIEW")
     for ax in (left, right):
@@ -393,20 +405,21 @@ def render_reward(results: dict[str, Any]) -> list[str]:
 
 
 def render_prior(results: dict[str, Any]) -> list[str]:
-    w = results["weakest_prior_with_vip"]
-    sentence = (f"GRPO never reached VIP accuracy > 0 in the {results['with_base_probability']} runs with a base "
-                f"probability." if w is None else
-                f"The weakest prior at which GRPO reached VIP accuracy > 0: base log10 P(MANUAL_REVIEW | VIP) = "
-                f"{num(w['log10_p_manual_review_vip'], 'log10')} (run `{w['run']}`, GRPO VIP accuracy "
-                f"{acc_cell(w['grpo_vip_accuracy'])}).")
-    lines = ["## Base prior vs GRPO finding the hidden rule", "", sentence, "",
-             "Rows sorted by the base model's log10 mean P(MANUAL_REVIEW | VIP prompt), weakest first. "
+    sentences = [(f"- GRPO lr {num(w['grpo_lr'], 'p')}: never reached VIP accuracy > 0 in its {w['runs']} runs."
+                  if w["run"] is None else
+                  f"- GRPO lr {num(w['grpo_lr'], 'p')}: the sharpest prior at which GRPO reached VIP accuracy > 0 is "
+                  f"base log10 P(MANUAL_REVIEW | VIP) = {num(w['log10_p_manual_review_vip'], 'log10')} (run "
+                  f"`{w['run']}`, GRPO VIP accuracy {acc_cell(w['grpo_vip_accuracy'])}).")
+                 for w in results["sharpest_prior_with_vip"]]
+    lines = ["## Base prior vs GRPO finding the hidden rule", "", *sentences, "",
+             "Rows sorted by the base model's log10 mean P(MANUAL_REVIEW | VIP prompt), sharpest prior first. "
              "MR = MANUAL_REVIEW; P(MR) = the model's mean probability of answering MANUAL_REVIEW on the VIP "
              "test prompts (temperature 1), and the mean of its log10.", ""]
-    lines += table(["run", "overrides", "base P(MR)", "base log10 P(MR)", "baseline accuracy", "baseline MR share",
+    lines += table(["run", "overrides", "GRPO lr", "base P(MR)", "base log10 P(MR)", "baseline accuracy",
+                    "baseline MR share",
                     "GRPO VIP accuracy", "GRPO accuracy", "GRPO VIP samples with MR", "GRPO P(MR)",
                     "GRPO log10 P(MR)"],
-                   [[row["run"], row["overrides"], num(b["p_manual_review_vip"], "p"),
+                   [[row["run"], row["overrides"], num(row["grpo_lr"], "p"), num(b["p_manual_review_vip"], "p"),
                      num(b["log10_p_manual_review_vip"], "log10"), acc_cell(b["accuracy"]),
                      num(b["manual_review_share"], "%"), acc_cell(g["vip_accuracy"]), acc_cell(g["accuracy"]),
                      sampled(g), num(g["p_manual_review_vip"], "p"), num(g["log10_p_manual_review_vip"], "log10")]
