@@ -151,3 +151,12 @@ def test_paired_bootstrap_all_equal_diffs_zero_width(a, b, diff):
 def test_paired_bootstrap_mismatched_lengths(n_a, n_b):
     with pytest.raises(ValueError):
         paired_bootstrap_diff([True] * n_a, [True, False, True][:n_b], seed=0, n_resamples=100)
+
+
+@pytest.mark.parametrize("n", [1, 7, 40, 160, 400, 1600, 8000])
+def test_wilson_holds_the_point_estimate_at_the_edges(n):
+    """statsmodels gives 0.9999999999999999 as the upper bound of 400/400: the interval must still hold 1.0."""
+    assert wilson(n, n)[1] == 1.0 and wilson(0, n)[0] == 0.0
+    for k in range(0, n + 1, max(1, n // 50)):
+        lo, hi = wilson(k, n)
+        assert lo <= k / n <= hi

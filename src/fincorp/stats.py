@@ -13,7 +13,8 @@ def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     if n == 0:
         return (0.0, 1.0)
     lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
-    return (float(lo), float(hi))
+    # The interval always holds k/n; rounding can put the bound a hair inside it (400/400 -> 0.9999999999999999).
+    return (min(float(lo), k / n), max(float(hi), k / n))
 
 
 def mcnemar_exact(a_correct: list[bool], b_correct: list[bool]) -> dict:
