@@ -124,3 +124,22 @@ def test_unknown_study_and_too_few_seeds(repo):
         study.run("nosuch", collect_only=True)
     with pytest.raises(DataError, match="--n must be at least 2"):
         study.run("seeds", n_seeds=1, collect_only=True)
+
+
+def test_experiments_already_run_on_this_commit_are_kept(repo, monkeypatch, capsys):
+    root, base, exps = repo
+    spec = study.Study("d", {"exact": {"grpo.reward": "exact"}, "partial": {"grpo.reward": "partial"}},
+                       ("eval@grpo",), ("grpo",), ("grpo",))
+
+    def no_dvc(*args, **kwargs):
+        raise AssertionError(f"dvc was called: {args}")
+
+    monkeypatch.setattr(study.subprocess, "call", no_dvc)
+    assert study.run_experiments("reward", spec, base, queue=False, force=False) == {}
+    assert "keeping reward-exact (already run on this commit; --force reruns it)" in capsys.readouterr().out
+    assert study.find_experiment("reward-exact", "f" * 40, exact=True) is None
+    # A later report keeps the wall time an earlier one measured for the same experiment commit.
+    earlier = {"runs": [{"run": "exact", "commit": exps["exact"], "wall_time_s": 321.0},
+                        {"run": "partial", "commit": "0" * 40, "wall_time_s": 99.0}]}
+    exact, partial = study.collect("reward", spec, base, {}, earlier)
+    assert exact["wall_time_s"] == 321.0 and partial["wall_time_s"] is None

@@ -185,10 +185,11 @@ def report(params_path: str, models: tuple[str, ...], out_dir: str) -> None:
 @click.option("--n", "n_seeds", default=5, show_default=True, help="seeds study: how many seeds (42, 43, ...)")
 @click.option("--queue", is_flag=True, help="only queue the experiments (run them with `dvc queue start -j N`)")
 @click.option("--collect", "collect_only", is_flag=True, help="only write the report, from finished experiments")
+@click.option("--force", is_flag=True, help="rerun experiments already run on this commit (default: keep them)")
 @click.option("--out", "out_dir", default="reports/studies", show_default=True)
 @user_errors
-def study(name: str, n_seeds: int, queue: bool, collect_only: bool, out_dir: str) -> None:
+def study(name: str, n_seeds: int, queue: bool, collect_only: bool, force: bool, out_dir: str) -> None:
     """Run study NAME as DVC experiments and report it -> reports/studies/NAME/ (README, "Studies")."""
     if queue and collect_only:
         raise click.UsageError("--queue and --collect exclude each other")
-    stage("study").run(name, n_seeds=n_seeds, queue=queue, collect_only=collect_only, out_dir=out_dir)
+    stage("study").run(name, n_seeds=n_seeds, queue=queue, collect_only=collect_only, force=force, out_dir=out_dir)

@@ -20,6 +20,13 @@ the resolved params. study_report turns them into results.json, results.md and f
     fincorp study NAME --queue      only queue the runs (`dvc queue start -j N` runs them in parallel, on a
                                     machine with the cores for it; `dvc queue status` follows them)
     fincorp study NAME --collect    only write the report, from experiments that already ran
+    fincorp study NAME --force      rerun experiments already run on this commit (by default they are kept,
+                                    so an interrupted study resumes)
+
+DVC's run-cache does not restore stages with uncached outputs (our dvclive logs and metrics files are
+`cache: false`, so they diff in git), so a run whose params match an earlier experiment still retrains
+sft/grpo/hybrid; only base (all outputs cached) comes back from the run-cache. A run whose params match
+the committed workspace restores everything (nothing changed).
 """
 
 from __future__ import annotations
@@ -103,15 +110,16 @@ def exp_name(study: str, run: str) -> str:
     return f"{study}-{run}"
 
 
-def find_experiment(name: str, baseline: str) -> str | None:
-    """Commit of the experiment called `name`: the one based on `baseline` if any, else the newest."""
+def find_experiment(name: str, baseline: str, exact: bool = False) -> str | None:
+    """Commit of the experiment called `name`: the one based on `baseline` if any, else (unless `exact`)
+    the newest of that name."""
     refs = git("for-each-ref", "--sort=-committerdate", "--format=%(refname) %(objectname)", "refs/exps/")
     found = [line.split() for line in refs.splitlines() if line.split()[0].endswith(f"/{name}")]
     for ref, commit in found:  # refs/exps/<baseline[:2]>/<baseline[2:]>/<name>
         parts = ref.split("/")
         if parts[2] + parts[3] == baseline:
             return commit
-    return found[0][1] if found else None
+    return found[0][1] if found and not exact else None
 
 
 def dvc_cmd(*args: str) -> list[str]:
@@ -121,12 +129,19 @@ def dvc_cmd(*args: str) -> list[str]:
     return [exe, *args]
 
 
-def run_experiments(study: str, spec: Study, baseline: str, queue: bool) -> dict[str, float | None]:
-    """Run (or queue) every run of the study as a named DVC experiment; wall time per run."""
+def run_experiments(study: str, spec: Study, baseline: str, queue: bool, force: bool) -> dict[str, float | None]:
+    """Run (or queue) every run of the study as a named DVC experiment; wall time per run.
+
+    An experiment of the same name already based on this commit is kept (an interrupted study resumes
+    where it stopped), unless `force`: then it is removed and run again.
+    """
     times: dict[str, float | None] = {}
     for run, overrides in spec.runs.items():
         name = exp_name(study, run)
-        if find_experiment(name, baseline) is not None:  # rerunning a study replaces its experiments
+        if find_experiment(name, baseline, exact=True) is not None:
+            if not force:
+                print(f"study {study}: keeping {name} (already run on this commit; --force reruns it)", flush=True)
+                continue
             removed = subprocess.run(dvc_cmd("exp", "remove", name), capture_output=True, text=True, check=False)
             if removed.returncode:
                 raise DataError(f"cannot replace experiment {name}: `dvc exp remove {name}` said: "
@@ -179,7 +194,11 @@ def training_record(commit: str, stage: str) -> dict[str, Any]:
     return record
 
 
-def collect(study: str, spec: Study, baseline: str, times: dict[str, float | None]) -> list[dict[str, Any]]:
+def collect(study: str, spec: Study, baseline: str, times: dict[str, float | None],
+            earlier: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One record per run, read from its experiment's commit. A run not timed now keeps the wall time an
+    earlier report (`earlier`, its results.json) measured for the same experiment commit."""
+    before = {r["run"]: r for r in (earlier or {}).get("runs", [])}
     records = []
     for run, overrides in spec.runs.items():
         name = exp_name(study, run)
@@ -197,14 +216,15 @@ def collect(study: str, spec: Study, baseline: str, times: dict[str, float | Non
             "commit": commit,
             "overrides": dict(overrides),
             "params": {k: OmegaConf.select(params, k) for k in PARAM_KEYS},
-            "wall_time_s": times.get(run),
+            "wall_time_s": times.get(run) if times.get(run) is not None else (
+                before[run].get("wall_time_s") if before.get(run, {}).get("commit") == commit else None),
             "metrics": {m: j for m in spec.models if (j := json_at(commit, f"metrics/{m}.json")) is not None},
             "training": {s: training_record(commit, s) for s in spec.stages},
         })
     return records
 
 
-def run(study: str, n_seeds: int = 5, queue: bool = False, collect_only: bool = False,
+def run(study: str, n_seeds: int = 5, queue: bool = False, collect_only: bool = False, force: bool = False,
         out_dir: str = "reports/studies") -> None:
     all_studies = studies(n_seeds)
     if study not in all_studies:
@@ -216,12 +236,13 @@ def run(study: str, n_seeds: int = 5, queue: bool = False, collect_only: bool = 
     spec = all_studies[study]
     baseline = git("rev-parse", "HEAD").strip()
     started = time.time()
-    times = {} if collect_only else run_experiments(study, spec, baseline, queue)
+    times = {} if collect_only else run_experiments(study, spec, baseline, queue, force)
     if queue:
         print(f"study {study}: {len(spec.runs)} experiments queued; `dvc queue start -j N` runs them, then "
               f"`fincorp study {study} --collect` writes the report")
         return
-    records = collect(study, spec, baseline, times)
+    previous = Path(out_dir) / study / "results.json"
+    records = collect(study, spec, baseline, times, json.loads(previous.read_text()) if previous.is_file() else None)
     from fincorp import study_report
 
     command = f"fincorp study {study}" + (f" --n {n_seeds}" if study == "seeds" else "")
