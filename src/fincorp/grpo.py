@@ -138,8 +138,10 @@ def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str,
                                 f"train it first with `dvc repro {Path(init_adapter).name}`")
     started = time.time()
     ckpt_dir = Path(checkpoints)
+    # The starting adapter (stage hybrid) is part of what a checkpoint must match to be resumed.
+    start = {"init": init_adapter} if init_adapter is not None else {}
     resume_from = prepare_checkpoints(ckpt_dir, params=to_dict(p), base=Path(base_dir) / "meta.json", train=train,
-                                      init=init_adapter or "")
+                                      **start)
     if resume_from is None and is_main_process():
         shutil.rmtree(log_dir, ignore_errors=True)
     trainer, reward = build_trainer(p, base_dir, rows, ckpt_dir, Path(log_dir), resume=resume_from is not None,
