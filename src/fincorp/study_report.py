@@ -12,7 +12,8 @@ under "runs"), results.md (rendered from results.json's content only) and one fi
   reward  GRPO reward presets (grpo.reward): accuracy, VIP accuracy (Wilson), frac_reward_zero_std, share
           of VIP samples in which GRPO sampled MANUAL_REVIEW.
   prior   the base model's mean P(MANUAL_REVIEW | VIP prompt) against whether GRPO finds the hidden rule,
-          per GRPO learning rate; rows sorted by the base log10 probability, sharpest prior first.
+          per GRPO learning rate; rows sorted by the base log10 probability, sharpest prior first. Figure:
+          GRPO's final VIP accuracy, and its P(MANUAL_REVIEW | VIP) after training against the base's.
   data    data sizes (generate.n): each run against records[0], difference with a Newcomb 95% interval
           (the test sets differ, so the proportions are independent, not paired) and the ratio of the
           Wilson interval widths (this run / reference).
@@ -310,17 +311,24 @@ def plot_prior(results: dict[str, Any]) -> Figure | str:
             v, lo, hi = (100 * g["vip_accuracy"][k] for k in ("value", "ci95_low", "ci95_high"))
             left.errorbar(x, v, yerr=[[v - lo], [hi - v]], fmt="o", color=c, capsize=4, lw=1)
             left.annotate(row["run"], (x, v), textcoords="offset points", xytext=(5, 5), fontsize=8)
-        if g["vip_manual_review_share"] is not None:
-            share = 100 * g["vip_manual_review_share"]
-            right.plot(x, share, "o", color=c)
-            right.annotate(row["run"], (x, share), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        if g["log10_p_manual_review_vip"] is not None:
+            y = g["log10_p_manual_review_vip"]
+            right.plot(x, y, "o", color=c)
+            right.annotate(row["run"], (x, y), textcoords="offset points", xytext=(5, -10 if "lr" in row["run"] else 4),
+                           fontsize=7)
     left.legend(handles=[Patch(color=color[lr], label=f"GRPO lr {num(lr, 'p')}") for lr in lrs], loc="upper left",
                 fontsize=8, frameon=False)
     left.set_ylabel("GRPO final VIP accuracy, % (95% Wilson)")
-    right.set_ylabel("% of GRPO's VIP samples that were MANUAL_REVIEW")
+    left.set_ylim(-3, 105)
+    lo = min([row["baseline"]["log10_p_manual_review_vip"] for row in rows]
+             + [row["grpo"]["log10_p_manual_review_vip"] for row in rows
+                if row["grpo"]["log10_p_manual_review_vip"] is not None])
+    right.plot([lo, 0], [lo, 0], "--", color="0.5", lw=1, label="no change (GRPO = base)")
+    right.legend(loc="upper left", fontsize=8, frameon=False)
+    right.set_ylabel("after GRPO: log10 mean P(MANUAL_REVIEW | VIP prompt)")
+    right.set_title("below the line: GRPO made the right VIP answer rarer", fontsize=9)
     for ax in (left, right):
         ax.set_xlabel("base model: log10 mean P(MANUAL_REVIEW | VIP prompt)")
-        ax.set_ylim(-3, 105)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
