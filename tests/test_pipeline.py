@@ -99,7 +99,8 @@ def stale_stages(path: Path, env: dict) -> set[str]:
     return set(json.loads(sh(["dvc", "status", "--json"], path, env).stdout))
 
 
-def test_one_grpo_param_reruns_only_grpo_its_eval_and_the_report(clone):
+def test_one_grpo_param_reruns_only_the_rl_stages_their_evals_and_the_report(clone):
+    """grpo and hybrid share the `grpo:` section: both rerun; sft, base and data do not."""
     path, env, _ = clone
     assert stale_stages(path, env) == set()
     params = OmegaConf.load(path / "params.yaml")
@@ -108,11 +109,11 @@ def test_one_grpo_param_reruns_only_grpo_its_eval_and_the_report(clone):
     OmegaConf.save(params, path / "params.yaml")
     try:
         # `dvc status` names the stage whose own deps changed ...
-        assert stale_stages(path, env) == {"grpo"}
+        assert stale_stages(path, env) == {"grpo", "hybrid"}
         # ... and a real repro reruns it and exactly what depends on its outputs.
         out = sh(["dvc", "repro"], path, env).stdout
         ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-        assert ran == {"grpo", "eval@grpo", "report"}, out[-3000:]
+        assert ran == {"grpo", "hybrid", "eval@grpo", "eval@hybrid", "report"}, out[-3000:]
         assert "Stage 'sft' didn't change, skipping" in out
     finally:
         sh(["git", "checkout", "--", "."], path, env)
