@@ -158,6 +158,15 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
 
     # Write.
     out = Path(out_dir)
+    write_outputs(out, figures, results, render_markdown(results))
+    print(f"report: {', '.join(present)} -> {out}/results.md"
+          + (f" (missing: {', '.join(missing)})" if missing else ""))
+    return results
+
+
+def write_outputs(out: Path, figures: dict[str, Figure | str], results: dict[str, Any], markdown: str) -> None:
+    """out/: each figure as a PNG (a figure given as a string was not drawn: any old file of that name is
+    removed), results.json and results.md (written to a temp file, then moved into place)."""
     out.mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
         if isinstance(fig, str):
@@ -166,11 +175,8 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
             fig.savefig(out / name, dpi=120, bbox_inches="tight", metadata=PNG_METADATA)
     write_json(out / "results.json", results)
     tmp = out / "results.md.tmp"
-    tmp.write_text(render_markdown(results), encoding="utf-8", newline="\n")
+    tmp.write_text(markdown, encoding="utf-8", newline="\n")
     tmp.replace(out / "results.md")
-    print(f"report: {', '.join(present)} -> {out}/results.md"
-          + (f" (missing: {', '.join(missing)})" if missing else ""))
-    return results
 
 
 # --- reading ---------------------------------------------------------------------------------------

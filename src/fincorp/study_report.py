@@ -36,8 +36,7 @@ from matplotlib.patches import Patch
 from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from fincorp.jsonl import write_json
-from fincorp.report import acc_cell, pct, table
+from fincorp.report import acc_cell, pct, table, write_outputs
 from fincorp.rules import MANUAL_REVIEW
 
 STUDIES = ("seeds", "reward", "prior", "data")
@@ -48,7 +47,6 @@ HEADLINE = ("accuracy", "vip_accuracy", "invalid_rate", "prediction_entropy_bits
 ZERO_STD = "mean_frac_reward_zero_std"
 CONTRASTS = (("sft", "grpo"), ("hybrid", "sft"), ("hybrid", "grpo"), ("grpo", "baseline"))
 PROPORTIONS = ("accuracy", "vip_accuracy")
-PNG_METADATA = {"Software": None}  # no matplotlib version stamp: bytes depend on the data only
 NA = "n/a"
 
 
@@ -59,15 +57,9 @@ def write(out_dir: str | Path, study: str, records: list[dict], meta: dict) -> d
     fig = STUDY[study][1](results)
     results["figures"] = {name: "written" if isinstance(fig, Figure) else fig}
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in sorted(out.glob("*.png")):  # never leave a figure from an earlier study beside new numbers
+    for stale in sorted(out.glob("*.png")):  # a figure from an earlier study, under another name
         stale.unlink()
-    if isinstance(fig, Figure):
-        fig.savefig(out / name, dpi=120, bbox_inches="tight", metadata=PNG_METADATA)
-    write_json(out / "results.json", results)
-    tmp = out / "results.md.tmp"
-    tmp.write_text(render_markdown(results), encoding="utf-8", newline="\n")
-    tmp.replace(out / "results.md")
+    write_outputs(out, {name: fig}, results, render_markdown(results))
     return results
 
 
