@@ -96,6 +96,7 @@ def test_built_base_loads_offline_from_its_folder(tiny_workspace, monkeypatch):
     assert meta["num_parameters"] == sum(p.numel() for p in model.parameters())
     assert meta["versions"]["trl"].startswith("0.27.")
     assert meta["params"]["hidden_size"] == 32
+    assert not {"wall_time_s", "peak_memory_mib", "hardware"} & set(meta)  # telemetry, not a DVC output
 
 
 def _hub_params(write_params, folder: str, revision: str = "") -> Path:

@@ -27,8 +27,7 @@ def test_two_process_training_saves_once_and_evaluates(stage, tiny_workspace, tm
                          text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "launching: torch.distributed.run --standalone --nproc_per_node=2" in run.stdout
-    record = json.loads((ws / f"models/{stage}/run.json").read_text())
-    assert record["num_processes"] == 2
+    assert json.loads((ws / f"telemetry/{stage}.json").read_text())["num_processes"] == 2
     assert sorted(p.name for p in (ws / f"models/{stage}").iterdir()) == [
         "README.md", "adapter_config.json", "adapter_model.safetensors", "run.json"]
     assert not (ws / "checkpoints" / stage).exists()

@@ -36,7 +36,8 @@ def test_bf16_gradient_checkpointing_training_and_eval_on_cuda(stage, tiny_works
                                           f"logs/{stage}")
     train_s = time.time() - start
     record = json.loads(Path(f"models/{stage}/run.json").read_text())
-    assert record["hardware"]["cuda_devices"], record["hardware"]
+    telemetry = json.loads(Path(f"telemetry/{stage}.json").read_text())
+    assert telemetry["hardware"]["cuda_devices"], telemetry["hardware"]
     eval_stage.run("params.yaml", stage, "models/base", f"models/{stage}", "data/test.jsonl", f"metrics/{stage}.json",
                    f"predictions/{stage}.jsonl", f"plots/{stage}.json", f"logs/eval/{stage}.json")
     metrics = json.loads(Path(f"metrics/{stage}.json").read_text())

@@ -52,7 +52,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(stage, tiny_wo
     done = subprocess.run(stage_cmd(stage, ws, "models/killed"), cwd=ws, env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads((ws / "models/killed/run.json").read_text())
+    record = json.loads((ws / "telemetry/killed.json").read_text())
     assert record["resumed_from"] and "checkpoint-" in record["resumed_from"]
     assert not ckpt.exists(), "checkpoints are removed once the stage finishes"
 
@@ -60,7 +60,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(stage, tiny_wo
     clean = subprocess.run(stage_cmd(stage, ws, "models/clean"), cwd=ws, env=env, capture_output=True,
                            text=True, timeout=600)
     assert clean.returncode == 0, clean.stderr[-3000:]
-    assert json.loads((ws / "models/clean/run.json").read_text())["resumed_from"] is None
+    assert json.loads((ws / "telemetry/clean.json").read_text())["resumed_from"] is None
     a = load_file(ws / "models/killed/adapter_model.safetensors")
     b = load_file(ws / "models/clean/adapter_model.safetensors")
     assert a.keys() == b.keys()

@@ -76,8 +76,10 @@ def test_sft_run_trains_lora_only_and_saves_an_adapter(tiny_workspace, tmp_path,
     assert (out / "adapter_config.json").is_file()
     assert set(load_file(out / "adapter_model.safetensors"))  # non-empty safetensors
     record = json.loads((out / "run.json").read_text())
-    assert record["global_step"] > 0 and record["peak_memory_mib"] > 0
+    assert record["global_step"] > 0 and "peak_memory_mib" not in record  # timings: telemetry/, not run.json
+    assert json.loads((tiny_workspace / "telemetry/sft.json").read_text())["peak_memory_mib"] > 0
     assert (tmp_path / "logs/sft/plots/metrics/loss.tsv").is_file()
+    assert not (tmp_path / "logs/sft/plots/metrics/train/runtime.tsv").exists()
     assert not (tmp_path / "checkpoints/sft").exists()
     base = load_base_model(p.model, "models/base")
     assert base.config.model_type == "qwen3"

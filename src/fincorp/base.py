@@ -18,6 +18,9 @@ pretrained LLM, offline:
 model.source: hub (GPU profiles) — resolve `model.name` at `model.revision` through the HF cache
 (or a local folder), check that config and tokenizer load, and write only meta.json (resolved commit,
 dtype, parameter count). The weights stay in the HF cache, not in DVC's.
+
+meta.json is a DVC output and holds only what code and params determine; the run's wall time, peak
+memory and hardware go to `telemetry_out` (telemetry/base.json from the CLI; git-ignored, not a DVC output).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 
 from fincorp.generate import ALL_BACKGROUNDS, draw_application, draw_balanced
 from fincorp.jsonl import write_json
-from fincorp.model import hardware, peak_memory_mib, versions
+from fincorp.model import versions, write_telemetry
 from fincorp.params import Params, load_params, to_dict
 from fincorp.prompt import SYSTEM_PROMPT, answer_text, prompt_messages, render_application
 from fincorp.rules import A_PLUS_TIER, LABELS, MANUAL_REVIEW, REJECT_RISK, STANDARD_LOAN, prior_decide
@@ -231,7 +234,7 @@ def resolve_hub(p: Params) -> dict[str, Any]:
             "architecture": (config.architectures or ["?"])[0]}
 
 
-def run(params_path: str, out: str) -> None:
+def run(params_path: str, out: str, telemetry_out: str | None = None) -> None:
     p = load_params(params_path)
     out_dir = Path(out)
     start = time.time()
@@ -254,12 +257,11 @@ def run(params_path: str, out: str) -> None:
             "params": to_dict(p.base) if p.model.source == "local" else to_dict(p.model),
             "seed": p.seed,
             "versions": versions(),
-            "hardware": hardware(),
-            "wall_time_s": round(time.time() - start, 1),
-            "peak_memory_mib": peak_memory_mib(),
         })
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if telemetry_out is not None:
+        write_telemetry(telemetry_out, "base", start)

@@ -114,7 +114,7 @@ def split(params_path: str, data: str, train_out: str, test_out: str) -> None:
 @user_errors
 def base(params_path: str, out: str) -> None:
     """Build and pre-train the tiny base (model.source local), or resolve a hub model (hub)."""
-    stage("base").run(params_path, out)
+    stage("base").run(params_path, out, "telemetry/base.json")
 
 
 @main.command(name="eval")

@@ -1,4 +1,9 @@
-"""Loading the base model every stage agrees on, and the run record saved beside each output.
+"""Loading the base model every stage agrees on, and what each stage records about its run.
+
+Two records: the deterministic one saved beside each output (library versions, counts; a DVC output,
+so it must be a function of code, params and data), and telemetry (wall time, peak memory, threads,
+host, git commit: it varies run to run), written to telemetry/<stage>.json, which is git-ignored and
+not a DVC output. `fincorp report` renders whatever telemetry it finds into reports/telemetry.md.
 
 `model.source: local` -> the tiny model stage `base` wrote to models/base/.
 `model.source: hub`    -> `model.name` (hub id or local folder) at `model.revision`, resolved through the
@@ -12,11 +17,14 @@ from __future__ import annotations
 import json
 import platform
 import resource
+import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fincorp.jsonl import write_json
 from fincorp.params import ModelParams
 
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "dvc", "dvclive")
@@ -45,6 +53,30 @@ def hardware() -> dict[str, Any]:
     if torch.cuda.is_available():
         hw["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return hw
+
+
+def git_commit(repo_dir: str | Path = ".") -> str:
+    """HEAD of the git repository holding repo_dir, or "unknown" (no git, or not a repository)."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True,
+                              check=False)
+    except FileNotFoundError:  # git is not installed
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def write_telemetry(path: str | Path, stage: str, started: float, **extra: Any) -> None:
+    """This run's telemetry -> `path` (telemetry/<stage>.json): wall time since `started` (time.time()),
+    peak memory, hardware and threads, host, the git commit of the working folder, and `extra`."""
+    write_json(path, {
+        "stage": stage,
+        "wall_time_s": round(time.time() - started, 1),
+        "peak_memory_mib": peak_memory_mib(),
+        "hardware": hardware(),
+        "host": platform.node(),
+        "git_commit": git_commit(),
+        **extra,
+    })
 
 
 def read_meta(base_dir: str | Path) -> dict[str, Any]:

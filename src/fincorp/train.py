@@ -1,8 +1,13 @@
-"""What the two training stages (sft, grpo) must agree on: LoRA setup, logging, checkpoints, the record.
+"""What the two training stages (sft, grpo) must agree on: LoRA setup, logging, checkpoints, the records.
 
 Checkpoints go to checkpoints/<stage>/ (git- and DVC-ignored), never into the stage's output: an
 interrupted run resumes from its last checkpoint when rerun with the same params, base model and
 data (a fingerprint file guards this); a finished run deletes them.
+
+What a run writes is split by whether it can vary between runs of the same inputs: models/<stage>/run.json
+and the dvclive curves are DVC outputs and hold only what code, params and data determine; wall time,
+throughput, step times, memory, hardware, the process count and the checkpoint a run resumed from go to
+telemetry/<stage>.json (git-ignored, not a DVC output).
 """
 
 from __future__ import annotations
@@ -11,14 +16,13 @@ import hashlib
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from transformers.integrations import DVCLiveCallback
 
 from fincorp.jsonl import write_json
-from fincorp.model import hardware, peak_memory_mib, versions
+from fincorp.model import versions, write_telemetry
 from fincorp.params import LoraParams
 
 
@@ -61,13 +65,25 @@ class StepAlignedDVCLiveCallback(DVCLiveCallback):
 
     The stock callback counts log calls, so its x axis drifts from the optimizer step (and restarts
     at 0 when a run resumes). dvc.yaml is not written by dvclive (dvcyaml=False): the repo's
-    dvc.yaml declares the plots.
+    dvc.yaml declares the plots. Timing values (train_runtime, *_per_second, GRPO's step_time) and
+    total_flos are not logged: they vary run to run, and logs/<stage>/ is a DVC output that must not
+    (save_adapter puts the run's timings into telemetry/<stage>.json instead).
     """
 
     def on_log(self, args, state, control, model=None, logs=None, **kwargs):
         if self.live is not None:
             self.live.step = state.global_step
+        # A copy: the other callbacks get the same dict.
+        logs = {k: v for k, v in (logs or {}).items() if not is_timing_key(k)}
         super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+
+TIMING_KEY_PARTS = ("runtime", "per_second", "step_time", "total_flos")
+
+
+def is_timing_key(key: str) -> bool:
+    """A trainer log key that measures time or throughput (or FLOPs), not learning."""
+    return any(part in key for part in TIMING_KEY_PARTS)
 
 
 def live_callback(log_dir: str | Path, resume: bool) -> StepAlignedDVCLiveCallback:
@@ -124,9 +140,13 @@ def is_main_process() -> bool:
 
 
 def save_adapter(trainer: Any, out: str | Path, ckpt_dir: Path, params: dict, started: float, result: Any,
-                 **extra: Any) -> None:
+                 resumed_from: str | None = None, telemetry: str | Path | None = None, **extra: Any) -> None:
     """Adapter (safetensors) + run.json into `out`, moved into place whole; then drop the checkpoints.
 
+    run.json (a DVC output): params, library versions, global step, training loss, `extra`.
+    `telemetry` (default telemetry/<out's folder name>.json, from the working folder): wall time since
+    `started`, peak memory, hardware, process count, `resumed_from`, the trainer's runtime and
+    throughput, and the mean step time when the trainer logs one (GRPO).
     Under several processes the main one saves, once; the others only wait for it.
     """
     from accelerate import PartialState
@@ -142,10 +162,6 @@ def save_adapter(trainer: Any, out: str | Path, ckpt_dir: Path, params: dict, st
     write_json(tmp / "run.json", {
         "params": params,
         "versions": versions(),
-        "hardware": hardware(),
-        "wall_time_s": round(time.time() - started, 1),
-        "peak_memory_mib": peak_memory_mib(),
-        "num_processes": state.num_processes,
         "global_step": result.global_step,
         "train_loss": result.training_loss,
         **extra,
@@ -153,3 +169,11 @@ def save_adapter(trainer: Any, out: str | Path, ckpt_dir: Path, params: dict, st
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.replace(out_dir)
     shutil.rmtree(ckpt_dir)
+    step_times = [h["step_time"] for h in trainer.state.log_history if "step_time" in h]
+    write_telemetry(
+        telemetry if telemetry is not None else Path("telemetry") / f"{out_dir.name}.json", out_dir.name, started,
+        num_processes=state.num_processes,
+        resumed_from=resumed_from,
+        **{k: v for k, v in (result.metrics or {}).items() if is_timing_key(k)},
+        mean_step_time_s=sum(step_times) / len(step_times) if step_times else None,
+    )
