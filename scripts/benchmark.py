@@ -2,7 +2,7 @@
 
 Clones the committed HEAD into a temp dir and, there:
   1. times a full `dvc repro` from nothing (the fresh-clone reproduction a stranger would run),
-  2. reads each stage's wall time and peak memory from its run record,
+  2. reads each stage's wall time and peak memory from its telemetry record (telemetry/<stage>.json),
   3. times a no-op `dvc repro` (median of 3),
   4. measures eval throughput on the 160 test prompts: batched (eval.batch_size) vs one at a time,
      greedy, on the built base model.
@@ -67,13 +67,13 @@ def main() -> None:
         sh(["git", "clone", "-q", str(REPO), str(clone)], Path(tmp), env)
         full = sh(["dvc", "repro"], clone, env)
         noop = statistics.median(sh(["dvc", "repro"], clone, env) for _ in range(3))
-        stages = {"base": clone / "models/base/meta.json"}
-        stages |= {m: clone / f"models/{m}/run.json" for m in ("sft", "grpo", "hybrid")}
-        stages |= {f"eval@{m}": clone / f"logs/eval/{m}.json" for m in ("baseline", "sft", "grpo", "hybrid")}
+        stages = {m: clone / f"telemetry/{m}.json" for m in ("base", "sft", "grpo", "hybrid")}
+        stages |= {f"eval@{m}": clone / f"telemetry/eval-{m}.json" for m in ("baseline", "sft", "grpo", "hybrid")}
         per_stage = {}
         for name, path in stages.items():
             rec = json.loads(path.read_text())
-            per_stage[name] = {"wall_time_s": rec.get("wall_time_s", rec.get("generate_seconds")),
+            # Eval: generation alone, as cpu.md says (its wall_time_s includes loading the model).
+            per_stage[name] = {"wall_time_s": rec.get("generate_seconds", rec["wall_time_s"]),
                                "peak_memory_mib": rec["peak_memory_mib"]}
         throughput = eval_throughput(clone)
     result = {

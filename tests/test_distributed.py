@@ -34,6 +34,6 @@ def test_two_process_training_saves_once_and_evaluates(stage, tiny_workspace, tm
     ev = subprocess.run([sys.executable, "-m", "fincorp", "eval", stage, "--model", f"models/{stage}"], cwd=ws,
                         env=env, capture_output=True, text=True, timeout=600)
     assert ev.returncode == 0, ev.stderr[-3000:]
-    metrics = json.loads((ws / f"metrics/{stage}.json").read_text())
+    metrics = json.loads((ws / f"eval/{stage}.json").read_text())
     assert metrics["n"] == 16 and 0.0 <= metrics["accuracy"]["value"] <= 1.0
     assert abs(sum(metrics["prediction_distribution"].values()) - 1) < 1e-9

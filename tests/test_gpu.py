@@ -39,12 +39,14 @@ def test_bf16_gradient_checkpointing_training_and_eval_on_cuda(stage, tiny_works
     telemetry = json.loads(Path(f"telemetry/{stage}.json").read_text())
     assert telemetry["hardware"]["cuda_devices"], telemetry["hardware"]
     eval_stage.run("params.yaml", stage, "models/base", f"models/{stage}", "data/test.jsonl", f"metrics/{stage}.json",
-                   f"predictions/{stage}.jsonl", f"plots/{stage}.json", f"logs/eval/{stage}.json")
-    metrics = json.loads(Path(f"metrics/{stage}.json").read_text())
+                   f"eval/{stage}.json", f"predictions/{stage}.jsonl", f"plots/{stage}.json",
+                   f"telemetry/eval-{stage}.json")
+    metrics = json.loads(Path(f"eval/{stage}.json").read_text())
     assert metrics["n"] == 16
     out = os.environ.get("FINCORP_SMOKE_OUT")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / f"{stage}.json").write_text(json.dumps(
             {"train_seconds": round(train_s, 1), "peak_gpu_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20),
-             "device": torch.cuda.get_device_name(0), "metrics": metrics, "run": record}, indent=2, sort_keys=True))
+             "device": torch.cuda.get_device_name(0), "metrics": metrics, "run": record, "telemetry": telemetry},
+            indent=2, sort_keys=True))

@@ -1,4 +1,4 @@
-"""eval.compute_metrics on hand-made predictions (pure: no model is loaded)."""
+"""eval.compute_metrics and eval.summary_metrics on hand-made predictions (pure: no model is loaded)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fincorp.eval import INVALID, compute_metrics
+from fincorp.eval import INVALID, compute_metrics, summary_metrics
 from fincorp.rules import A_PLUS_TIER, LABELS, MANUAL_REVIEW, REJECT_RISK, STANDARD_LOAN
 from fincorp.stats import wilson
 
@@ -122,3 +122,19 @@ def test_wilson_fields():
 def test_bad_lengths(labels, predictions):
     with pytest.raises(ValueError):
         compute_metrics(labels, predictions)
+
+
+def test_summary_holds_only_the_scalars_people_compare():
+    # MANUAL_REVIEW 10 rows, 3 right; REJECT_RISK all right; A_PLUS_TIER 5 invalid; STANDARD_LOAN all right.
+    preds = [MANUAL_REVIEW] * 3 + [STANDARD_LOAN] * 7 + [REJECT_RISK] * 10 + [None] * 5 + [A_PLUS_TIER] * 5 \
+        + [STANDARD_LOAN] * 10
+    record = compute_metrics(BALANCED, preds)
+    summary = summary_metrics(record)
+    assert summary == {
+        "acc": {"all": 28 / 40, "vip": 0.3, "reject_risk": 1.0, "a_plus_tier": 0.5, "standard_loan": 1.0},
+        "invalid": 5 / 40,
+        "entropy": record["prediction_entropy_bits"],
+    }
+    # `dvc exp show` names a column file:key: seven columns per model, every key short.
+    leaves = [f"acc.{k}" for k in summary["acc"]] + ["invalid", "entropy"]
+    assert len(leaves) == 7 and max(map(len, leaves)) <= len("acc.standard_loan")

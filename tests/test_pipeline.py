@@ -50,18 +50,18 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
 def test_fresh_clone_reproduces_the_reference_run_bit_for_bit(clone):
     path, env, seconds = clone
     print(f"fresh-clone dvc repro: {seconds:.0f} s")
-    changed = sh(["git", "status", "--porcelain", "--", "metrics", "predictions", "plots"], path, env).stdout
-    diff = sh(["git", "diff", "--stat", "--", "metrics", "predictions", "plots"], path, env).stdout
+    changed = sh(["git", "status", "--porcelain", "--", "metrics", "eval", "predictions", "plots"], path, env).stdout
+    diff = sh(["git", "diff", "--stat", "--", "metrics", "eval", "predictions", "plots"], path, env).stdout
     assert changed == "", f"the reproduction differs from the committed reference run:\n{changed}\n{diff}"
 
 
 def test_sft_still_learns_the_hidden_rule_from_the_default_base(clone):
     """The trap: a base pre-trained too long can make the VIP rule unlearnable for LoRA SFT."""
     path, _, _ = clone
-    metrics = json.loads((path / "metrics/sft.json").read_text())
+    metrics = json.loads((path / "eval/sft.json").read_text())
     assert metrics["vip_accuracy"]["value"] >= 0.8
     assert metrics["accuracy"]["value"] >= 0.85
-    base = json.loads((path / "metrics/baseline.json").read_text())
+    base = json.loads((path / "eval/baseline.json").read_text())
     assert 0.25 <= base["accuracy"]["value"] <= 0.45
     assert base["per_class"]["REJECT_RISK"]["value"] >= 0.8
     assert base["prediction_distribution"]["MANUAL_REVIEW"] <= 0.05

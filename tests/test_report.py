@@ -41,10 +41,11 @@ def answers(model: str) -> list[str | None]:
 
 
 def write_project(root: Path, models=("baseline", "sft", "grpo")) -> dict[str, str]:
-    """metrics/, predictions/, logs/, models/, dvc.lock and params.yaml under root; run()'s path arguments."""
+    """eval/, predictions/, logs/, models/, dvc.lock and params.yaml under root; run()'s path arguments.
+    No telemetry/ (see write_telemetry)."""
     for m in models:
         preds = answers(m)
-        write_json(root / "metrics" / f"{m}.json", {"model": m, **compute_metrics(GOLD, preds)})
+        write_json(root / "eval" / f"{m}.json", {"model": m, **compute_metrics(GOLD, preds)})
         write_jsonl(root / "predictions" / f"{m}.jsonl", [
             {"id": i, "label": g, "completion": json.dumps({"decision": p}), "prediction": p, "correct": p == g}
             for i, g, p in zip(IDS, GOLD, preds)])
@@ -60,16 +61,11 @@ def write_project(root: Path, models=("baseline", "sft", "grpo")) -> dict[str, s
     for label, share in zip((*LABELS, "INVALID"), (0.1, 0.3, 0.15, 0.4, 0.05)):
         (curves / f"grpo/plots/metrics/sampled_share/{label}.tsv").write_text(
             f"step\t{label}\n" + "".join(f"{s}\t{share}\n" for s in range(5, 55, 5)))
-    write_json(curves / "eval" / "baseline.json",
-               {"generate_seconds": 0.7, "samples_per_second": 228.3, "peak_memory_mib": 566.3})
     write_json(root / "models" / "base" / "meta.json",
-               {"wall_time_s": 76.4, "peak_memory_mib": 927.2, "num_parameters": 744832, "source": "local",
-                "versions": {"python": "3.11.7", "torch": "2.13.0+cpu"},
-                "hardware": {"machine": "x86_64", "cpu_threads": 2}})
+               {"num_parameters": 744832, "source": "local", "versions": {"python": "3.11.7", "torch": "2.13.0+cpu"}})
     write_json(root / "models" / "sft" / "run.json",
-               {"wall_time_s": 58.1, "peak_memory_mib": 706.7, "global_step": 640, "train_loss": 0.28,
-                "params": {"lr": 0.003}, "versions": {"python": "3.11.7", "trl": "0.27.2"},
-                "hardware": {"machine": "x86_64", "cpu_threads": 2}})
+               {"global_step": 640, "train_loss": 0.28, "params": {"lr": 0.003},
+                "versions": {"python": "3.11.7", "trl": "0.27.2"}})
     (root / "dvc.lock").write_text(
         "schema: '2.0'\nstages:\n"
         "  split:\n    cmd: fincorp split\n"
@@ -84,9 +80,20 @@ def write_project(root: Path, models=("baseline", "sft", "grpo")) -> dict[str, s
         "    outs:\n    - path: reports\n      hash: md5\n"
         "      md5: 99990000999900009999000099990000.dir\n")
     shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", root / "params.yaml")
-    return {"params_path": str(root / "params.yaml"), "metrics_dir": str(root / "metrics"),
+    return {"params_path": str(root / "params.yaml"), "eval_dir": str(root / "eval"),
             "predictions_dir": str(root / "predictions"), "logs_dir": str(root / "logs"),
-            "lock": str(root / "dvc.lock"), "models_dir": str(root / "models")}
+            "lock": str(root / "dvc.lock"), "models_dir": str(root / "models"), "telemetry_dir": str(root / "telemetry")}
+
+
+def write_telemetry(root: Path) -> None:
+    """telemetry/*.json as the stages write them (fincorp.model.write_telemetry), for two stages."""
+    write_json(root / "telemetry" / "base.json",
+               {"stage": "base", "wall_time_s": 76.4, "peak_memory_mib": 927.2, "host": "box", "git_commit": "f" * 40,
+                "hardware": {"machine": "x86_64", "cpu_threads": 2}})
+    write_json(root / "telemetry" / "eval-baseline.json",
+               {"stage": "eval@baseline", "wall_time_s": 3.1, "generate_seconds": 0.7, "samples_per_second": 228.3,
+                "peak_memory_mib": 566.3, "host": "box", "git_commit": "unknown",
+                "hardware": {"machine": "x86_64", "cpu_threads": 2}})
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +132,7 @@ def test_article_rows_use_true_denominators(built):
         assert text in md
     assert all(r["overlap"] is True for r in results["article"]
                if r["metric"] == "accuracy" and r["model"] in report.ARTICLE)
-    # The article never ran the hybrid; here it is not evaluated either (no metrics/hybrid.json).
+    # The article never ran the hybrid; here it is not evaluated either (no eval/hybrid.json).
     assert [r for r in results["article"] if r["model"] == "hybrid"] == [
         {"model": "hybrid", "metric": m, "ours": None, "article": None, "overlap": None}
         for m in ("accuracy", "vip_accuracy")]
@@ -190,12 +197,32 @@ def test_provenance(built):
     assert "| split | dep | data/applications.jsonl | 01234567 |" in md
     assert "| eval@sft | out | models/sft | 11112222 (dir) |" in md
     assert "99990000" not in md  # the report's own (stale) lock entry is left out
-    assert "| 58.1 | 706.7 | global_step=640, train_loss=0.28 |" in md
-    assert "| 76.4 | 927.2 | num_parameters=744832 |" in md
-    assert "| 0.7 | 566.3 | samples_per_second=228.3 |" in md
-    assert "| not available | not available |" in md  # grpo's run.json and two eval logs are missing
+    assert "/run.json | global_step=640, train_loss=0.28 |" in md
+    assert "/meta.json | num_parameters=744832 |" in md
+    assert "/grpo/run.json | not available |" in md
     assert "| trl | - | 0.27.2 |" in md
-    assert results["provenance"]["git_commit"] == "unknown"  # tmp_path is not a git repository
+    assert "git_commit" not in results["provenance"] and "git commit" not in md
+
+
+def test_telemetry_goes_to_its_own_page(tmp_path, built):
+    """Telemetry is rendered into telemetry.md when present, never into results.*, and its page is removed
+    when there is none (an earlier run's timings are never shown as this one's)."""
+    out, _, _ = built
+    args = write_project(tmp_path)
+    write_telemetry(tmp_path)
+    report.run(**args, out_dir=str(tmp_path / "reports"))
+    page = (tmp_path / "reports" / "telemetry.md").read_text()
+    assert page.startswith("# Telemetry")
+    assert "| base | " in page and "/base.json | 76.4 | 927.2 |  | box | ffffffffffff |" in page
+    assert "| eval@baseline | " in page and "| 3.1 | 566.3 | generate_seconds=0.7, samples_per_second=228.3 |" in page
+    assert "| eval@baseline | cpu_threads=2, machine=x86_64 |" in page
+    for name in ("results.md", "results.json"):  # byte-identical to the report built without telemetry
+        assert ((tmp_path / "reports" / name).read_text().replace(str(tmp_path), "ROOT")
+                == (out / name).read_text().replace(str(out.parent), "ROOT"))
+    shutil.rmtree(tmp_path / "telemetry")
+    report.run(**args, out_dir=str(tmp_path / "reports"))
+    assert not (tmp_path / "reports" / "telemetry.md").exists()
+    assert not (out / "telemetry.md").exists()
 
 
 def test_deterministic(tmp_path, built):
@@ -255,14 +282,14 @@ def test_predictions_disagreeing_with_metrics_is_an_error(tmp_path):
     args = write_project(tmp_path, models=("baseline", "sft"))
     path = tmp_path / "predictions" / "sft.jsonl"
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
-    with pytest.raises(DataError, match=r"39 rows with 29 correct, but metrics/sft.json says n=40"):
+    with pytest.raises(DataError, match=r"39 rows with 29 correct, but .*eval/sft.json says n=40"):
         report.run(**args, out_dir=str(tmp_path / "reports"))
 
 
 def test_no_metrics_at_all(tmp_path):
     args = write_project(tmp_path, models=("baseline",))
-    (tmp_path / "metrics" / "baseline.json").unlink()
-    with pytest.raises(FileNotFoundError, match="no metrics file for any of baseline, sft, grpo"):
+    (tmp_path / "eval" / "baseline.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no eval record \(metrics\) for any of baseline, sft, grpo"):
         report.run(**args, out_dir=str(tmp_path / "reports"))
 
 

@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from fincorp import study
-from fincorp.eval import compute_metrics
+from fincorp.eval import compute_metrics, summary_metrics
 from fincorp.jsonl import DataError
 from fincorp.rules import LABELS, MANUAL_REVIEW
 
@@ -52,8 +52,13 @@ def repo(tmp_path, committed_params, monkeypatch):
     for preset, k_vip in (("exact", 0), ("partial", 2)):
         params = OmegaConf.create(committed_params)
         params.grpo.reward = preset
+        # partial: eval/ holds the full record, metrics/ the summary; exact: the older layout, where
+        # metrics/ held the full record (experiments kept from before eval/ existed).
+        layout = ({"eval/grpo.json": json.dumps(metrics(k_vip)),
+                   "metrics/grpo.json": json.dumps(summary_metrics(metrics(k_vip)))}
+                  if preset == "partial" else {"metrics/grpo.json": json.dumps(metrics(k_vip))})
         files = {"params.yaml": OmegaConf.to_yaml(params),
-                 "metrics/grpo.json": json.dumps(metrics(k_vip)),
+                 **layout,
                  "logs/grpo/metrics.json": json.dumps({"vip": {"samples": 40, "manual_review_samples": k_vip},
                                                        "train": {"runtime": 12.5}}),
                  "logs/grpo/plots/metrics/frac_reward_zero_std.tsv": "step\tfrac_reward_zero_std\n5\t1.0\n10\t0.5\n"}
@@ -93,7 +98,8 @@ def test_collect_reads_each_experiment_from_its_own_commit(repo):
     assert exact["params"]["generate.n"] == 800
     assert exact["wall_time_s"] == 3.0 and partial["wall_time_s"] is None
     assert list(partial["metrics"]) == ["grpo"]  # hybrid has no metrics file in the experiment
-    assert partial["metrics"]["grpo"]["vip_accuracy"]["correct"] == 2
+    assert partial["metrics"]["grpo"]["vip_accuracy"]["correct"] == 2  # from eval/grpo.json
+    assert exact["metrics"]["grpo"] == metrics(0)  # from metrics/grpo.json, the older layout
     assert partial["training"]["grpo"] == {"runtime_s": 12.5, "mean_frac_reward_zero_std": 0.75,
                                            "vip_samples": 40, "vip_manual_review_samples": 2}
 

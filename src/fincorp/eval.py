@@ -1,4 +1,4 @@
-"""Stage `eval`: one code path for every model, on every test row -> metrics/<model>.json.
+"""Stage `eval`: one code path for every model, on every test row -> eval/<model>.json, metrics/<model>.json.
 
     fincorp eval baseline
     fincorp eval sft --adapter models/sft          (or: dvc repro eval@sft)
@@ -10,15 +10,18 @@ left padding. Each completion goes through scoring.parse_decision, the same pars
 uses; an invalid output counts as wrong.
 
 Writes
-  metrics/<model>.json      accuracy with a 95% Wilson interval, per-class recall, VIP accuracy
-                            (the MANUAL_REVIEW rows: the article's Task 2), invalid rate, prediction
-                            distribution and its entropy (mode collapse), confusion matrix, and
+  eval/<model>.json         the full record: accuracy with a 95% Wilson interval, per-class recall, VIP
+                            accuracy (the MANUAL_REVIEW rows: the article's Task 2), invalid rate,
+                            prediction distribution and its entropy (mode collapse), confusion matrix, and
                             vip_label_probability: per label, the mean over VIP prompts of the
-                            probability of sampling exactly that answer at temperature 1 (and of its log10)
+                            probability of sampling exactly that answer at temperature 1 (and of its log10).
+                            What the report and the studies read; in git, not a DVC metric
+  metrics/<model>.json      the DVC metric: only the scalars a person compares across runs (summary_metrics)
   predictions/<model>.jsonl one row per test item (id, label, completion, prediction, correct):
                             the paired record the report's significance tests use
   plots/confusion/<model>.json  actual/predicted pairs for `dvc plots show`
-  logs/eval/<model>.json    throughput and peak memory (varies run to run, so kept out of metrics/)
+  telemetry/eval-<model>.json   wall time, generation time, throughput, peak memory (they vary run to
+                            run: git-ignored, not a DVC output)
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fincorp.jsonl import write_json, write_jsonl
-from fincorp.model import chat_kwargs, load_for_inference, load_tokenizer, peak_memory_mib
+from fincorp.model import chat_kwargs, load_for_inference, load_tokenizer, write_telemetry
 from fincorp.params import load_params
 from fincorp.prompt import answer_text, prompt_messages
 from fincorp.rules import LABELS, MANUAL_REVIEW
@@ -139,8 +142,23 @@ def compute_metrics(labels: list[str], predictions: list[str | None]) -> dict[st
     }
 
 
+def summary_metrics(record: dict[str, Any]) -> dict[str, Any]:
+    """The scalars a person compares across runs, from compute_metrics' record: the DVC metric. Pure.
+
+    Keys are short because `dvc exp show` and `dvc metrics diff` name each column file:key:
+    acc.all, acc.vip (MANUAL_REVIEW), acc.<label in lower case> for the other three, invalid, entropy (bits).
+    """
+    return {
+        "acc": {"all": record["accuracy"]["value"], "vip": record["vip_accuracy"]["value"],
+                **{label.lower(): record["per_class"][label]["value"] for label in LABELS if label != MANUAL_REVIEW}},
+        "invalid": record["invalid_rate"],
+        "entropy": record["prediction_entropy_bits"],
+    }
+
+
 def run(params_path: str, name: str, base_dir: str, adapter: str | None, test: str, metrics_out: str,
-        predictions_out: str, plot_out: str, log_out: str) -> None:
+        record_out: str, predictions_out: str, plot_out: str, telemetry_out: str | None) -> None:
+    started = time.time()
     p = load_params(params_path)
     rows = read_applications(test)
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():
@@ -166,11 +184,12 @@ def run(params_path: str, name: str, base_dir: str, adapter: str | None, test: s
         for r, c, pr in zip(rows, completions, preds)
     ])
     write_json(plot_out, [{"actual": r["label"], "predicted": pr or INVALID} for r, pr in zip(rows, preds)])
-    write_json(metrics_out, metrics)
-    # Timing varies run to run, so it stays out of the metrics file (which must reproduce bit for bit).
-    write_json(log_out, {
-        "generate_seconds": round(seconds, 2), "samples_per_second": round(len(rows) / seconds, 1),
-        "peak_memory_mib": peak_memory_mib()})
+    write_json(record_out, metrics)
+    write_json(metrics_out, summary_metrics(metrics))
+    # Timing varies run to run, so it stays out of every DVC output (which must reproduce bit for bit).
+    if telemetry_out is not None:
+        write_telemetry(telemetry_out, f"eval@{name}", started, generate_seconds=round(seconds, 2),
+                        samples_per_second=round(len(rows) / seconds, 1))
     print(f"{name}: accuracy {metrics['accuracy']['value']:.3f} on {len(rows)} rows, "
           f"VIP {metrics['vip_accuracy']['value']:.3f}, invalid {metrics['invalid_rate']:.3f} "
           f"({len(rows) / seconds:.0f} samples/s)")

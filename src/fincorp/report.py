@@ -2,17 +2,20 @@
 
     fincorp report              (or: dvc repro report)
 
-Reads what the other stages wrote: metrics/<model>.json and predictions/<model>.jsonl (stage
-`eval`), the training curves dvclive wrote under logs/<stage>/plots/metrics/, the run records
-(models/base/meta.json, models/<model>/run.json, logs/eval/<model>.json), dvc.lock and params.yaml.
-A model without a metrics file (grpo before it is trained) is left out and named as missing; a
-missing curve or record skips that figure or row and says so. Nothing is ever guessed.
+Reads what the other stages wrote: eval/<model>.json (the full eval record) and predictions/<model>.jsonl
+(stage `eval`), the training curves dvclive wrote under logs/<stage>/plots/metrics/, the run records
+(models/base/meta.json, models/<model>/run.json), dvc.lock and params.yaml. A model without an eval
+record (grpo before it is trained) is left out and named as missing; a missing curve or record skips
+that figure or row and says so. Nothing is ever guessed.
 
 Writes
   reports/results.md    generated, do not edit: the tables below, rendered from results.json
   reports/results.json  the same numbers (indent=2, sorted keys)
   reports/*.png         accuracy.png, confusion.png, sft_loss.png, grpo_reward.png, grpo_label_share.png,
                         hybrid_reward.png, hybrid_label_share.png
+  reports/telemetry.md  only when telemetry/*.json exist (the stages' wall times, memory, throughput,
+                        hardware, host, git commit): git-ignored, neither a DVC output nor a dependency,
+                        removed when there is no telemetry. Nothing from telemetry reaches results.*
 
 What is computed (all through fincorp.stats):
   - accuracy, VIP accuracy (the MANUAL_REVIEW items) and per-class recall with 95% Wilson intervals,
@@ -25,14 +28,15 @@ What is computed (all through fincorp.stats):
     answer the same items, so only the items where exactly one is right carry information; an
     unpaired two-proportion test would ignore that) and a paired bootstrap 95% percentile interval
     of the accuracy difference (10,000 resamples of the per-item differences, seeded from `seed`);
-  - provenance: profile, seeds, base model, git commit, the md5 of every stage's deps and outs in
-    dvc.lock, library versions, hardware, wall time and peak memory of every stage with a record.
+  - provenance: profile, seeds, base model, the md5 of every stage's deps and outs in dvc.lock (they
+    identify the code, params and data that made the numbers), library versions, and the deterministic
+    facts of every stage's record (parameter count, steps, training loss).
 
-Deterministic: results.md and results.json hold no timestamps, so identical inputs give identical
-bytes; PNGs are written without the Software tag. The git commit is HEAD of the repository that
-holds params.yaml when the report runs. The report's own dvc.lock entry is left out (it describes the
-previous run of this stage). Curves: dvclive writes the per-step values the trainer logs to
-plots/metrics/<name>.tsv; plots/metrics/train/<name>.tsv holds only the end-of-run summary (one row).
+Deterministic: results.md and results.json hold no timestamps, timings, host or git commit, so
+identical inputs give identical bytes; PNGs are written without the Software tag. The report's own
+dvc.lock entry is left out (it describes the previous run of this stage). Curves: dvclive writes the
+per-step values the trainer logs to plots/metrics/<name>.tsv; plots/metrics/train/<name>.tsv holds only
+the end-of-run summary (one row).
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -82,41 +85,40 @@ CURVES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 CURVE_STAGE = {name: name.split("_")[0] for name in CURVES}  # the stage whose logs a figure plots
 
-# Keys copied from the run records (meta.json, run.json, logs/eval/*.json) into the provenance.
-RECORD_KEYS = ("wall_time_s", "peak_memory_mib", "num_parameters", "global_step", "train_loss",
-               "mean_frac_reward_zero_std", "vip_samples", "vip_manual_review_samples", "resumed_from", "init_adapter",
-               "generate_seconds", "samples_per_second", "versions", "hardware")
+# Keys copied from the run records (meta.json, run.json) into the provenance.
+RECORD_KEYS = ("num_parameters", "global_step", "train_loss", "mean_frac_reward_zero_std", "vip_samples",
+               "vip_manual_review_samples", "init_adapter", "versions")
+# telemetry/<stage>.json keys with a column of their own in telemetry.md (the rest go under "details").
+TELEMETRY_COLUMNS = ("stage", "wall_time_s", "peak_memory_mib", "host", "git_commit", "hardware")
 PNG_METADATA = {"Software": None}  # no matplotlib version stamp: bytes depend on the data only
 
 
-def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "reports", metrics_dir: str = "metrics",
+def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "reports", eval_dir: str = "eval",
         predictions_dir: str = "predictions", logs_dir: str = "logs", lock: str = "dvc.lock",
-        models_dir: str = "models") -> dict[str, Any]:
+        models_dir: str = "models", telemetry_dir: str = "telemetry") -> dict[str, Any]:
     p = load_params(params_path)
-    metrics_dir_, predictions_dir_, logs_dir_, models_dir_ = map(Path, (metrics_dir, predictions_dir, logs_dir,
-                                                                        models_dir))
+    eval_dir_, predictions_dir_, logs_dir_, models_dir_ = map(Path, (eval_dir, predictions_dir, logs_dir, models_dir))
     models = list(models)
 
     # Read.
-    present = [m for m in models if (metrics_dir_ / f"{m}.json").is_file()]
+    present = [m for m in models if (eval_dir_ / f"{m}.json").is_file()]
     missing = [m for m in models if m not in present]
     if not present:
-        raise FileNotFoundError(f"{metrics_dir}/: no metrics file for any of {', '.join(models)}; "
+        raise FileNotFoundError(f"{eval_dir}/: no eval record (metrics) for any of {', '.join(models)}; "
                                 f"evaluate first (`dvc repro eval`)")
-    metrics = {m: read_json(metrics_dir_ / f"{m}.json") for m in present}
+    metrics = {m: read_json(eval_dir_ / f"{m}.json") for m in present}
     prediction_paths = {m: predictions_dir_ / f"{m}.jsonl" for m in present}
     predictions = {m: read_jsonl(path) for m, path in prediction_paths.items()}
     curves = {name: {column: read_tsv(logs_dir_ / rel, column) for rel, column in files}
               for name, files in CURVES.items()}
     record_paths = {"base": models_dir_ / "base" / "meta.json"}
     record_paths |= {m: models_dir_ / m / "run.json" for m in models if m != BASELINE}
-    record_paths |= {f"eval@{m}": logs_dir_ / "eval" / f"{m}.json" for m in models}
     records = {stage: read_json(path) if path.is_file() else None for stage, path in record_paths.items()}
     lock_data = YAML(typ="safe", pure=True).load(Path(lock)) if Path(lock).is_file() else None
-    commit = git_commit(Path(params_path).resolve().parent)
+    telemetry = {path.stem: read_json(path) for path in sorted(Path(telemetry_dir).glob("*.json"))}
 
     # Compute.
-    labels, correct = align_predictions(predictions, prediction_paths, metrics)
+    labels, correct = align_predictions(predictions, prediction_paths, metrics, eval_dir)
     comparison = article_comparison(metrics, models)
     figures: dict[str, Figure | str] = {
         "accuracy.png": plot_accuracy(comparison, models),
@@ -137,7 +139,7 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
     results = {
         "generated_by": "fincorp report",
         "models": models,
-        "missing_models": {m: str(metrics_dir_ / f"{m}.json") for m in missing},
+        "missing_models": {m: str(eval_dir_ / f"{m}.json") for m in missing},
         "metrics": metrics,
         "gold_distribution": gold_distribution(labels),
         "article": comparison,
@@ -148,7 +150,6 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
             "profile": p.profile,
             "seeds": {"seed": p.seed, "generate.seed": p.generate.seed, "split.seed": p.split.seed},
             "model": {"source": p.model.source, "name": p.model.name, "revision": p.model.revision},
-            "git_commit": commit,
             "dvc_lock": {"file": str(lock), "entries": lock_entries(lock_data) if lock_data else None},
             "records": {stage: {"file": str(record_paths[stage]),
                                 "record": None if r is None else {k: r[k] for k in RECORD_KEYS if k in r}}
@@ -159,8 +160,13 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
     # Write.
     out = Path(out_dir)
     write_outputs(out, figures, results, render_markdown(results))
+    if telemetry:
+        (out / "telemetry.md").write_text(render_telemetry(telemetry, telemetry_dir), encoding="utf-8", newline="\n")
+    else:
+        (out / "telemetry.md").unlink(missing_ok=True)  # never show an earlier run's timings as this one's
     print(f"report: {', '.join(present)} -> {out}/results.md"
-          + (f" (missing: {', '.join(missing)})" if missing else ""))
+          + (f" (missing: {', '.join(missing)})" if missing else "")
+          + (f"; telemetry of {len(telemetry)} stage runs -> {out}/telemetry.md" if telemetry else ""))
     return results
 
 
@@ -209,24 +215,14 @@ def read_tsv(path: Path, column: str) -> tuple[list[int], list[float]] | None:
     return steps, values
 
 
-def git_commit(repo_dir: Path) -> str:
-    """HEAD of the git repository holding repo_dir, or "unknown" (no git, or not a repository)."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True,
-                              check=False)
-    except FileNotFoundError:  # git is not installed
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
-
-
 # --- computing (pure) --------------------------------------------------------------------------------
 
 def align_predictions(predictions: dict[str, list[dict]], paths: dict[str, Path],
-                      metrics: dict[str, dict]) -> tuple[list[str], dict[str, list[bool]]]:
+                      metrics: dict[str, dict], eval_dir: str = "eval") -> tuple[list[str], dict[str, list[bool]]]:
     """Gold labels and each model's per-item correctness, over the same items in id order.
 
     Paired tests compare the models item by item, so every predictions file must hold the same ids,
-    once each, with the same gold label, and agree with its metrics file; anything else is an error.
+    once each, with the same gold label, and agree with its eval record; anything else is an error.
     """
     by_model: dict[str, dict[str, dict]] = {}
     for m, rows in predictions.items():
@@ -243,7 +239,7 @@ def align_predictions(predictions: dict[str, list[dict]], paths: dict[str, Path]
             seen[row["id"]] = lineno
         k = sum(bool(row["correct"]) for row in rows)
         if (len(rows), k) != (metrics[m]["n"], metrics[m]["accuracy"]["correct"]):
-            raise DataError(f"{paths[m]}: {len(rows)} rows with {k} correct, but metrics/{m}.json says "
+            raise DataError(f"{paths[m]}: {len(rows)} rows with {k} correct, but {eval_dir}/{m}.json says "
                             f"n={metrics[m]['n']} with {metrics[m]['accuracy']['correct']} correct; both come "
                             f"from `dvc repro eval@{m}`: rerun it")
         by_model[m] = {row["id"]: row for row in rows}
@@ -530,25 +526,19 @@ def render_markdown(results: dict[str, Any]) -> str:
               f"{seeds['generate.seed']}, split.seed {seeds['split.seed']}",
               f"- base model: source `{model['source']}`, name `{model['name'] or '-'}`, "
               f"revision `{model['revision'] or '-'}`",
-              f"- git commit: `{prov['git_commit']}` (HEAD when the report ran)", "",
+              "- code, params and data: the stage hashes below (from dvc.lock). Wall times, memory and "
+              "hardware vary run to run and are not part of this report: `fincorp report` renders them into "
+              "reports/telemetry.md (git-ignored) when the stages' telemetry/*.json are present.", "",
               "### Run records", ""]
     rec = prov["records"]
     rows = []
     for stage, r in rec.items():
         if r["record"] is None:
-            rows.append([stage, r["file"], "not available", "not available", ""])
+            rows.append([stage, r["file"], "not available"])
             continue
         d = r["record"]
-        details = ", ".join(f"{k}={d[k]}" for k in RECORD_KEYS
-                            if k in d and k not in ("wall_time_s", "generate_seconds", "peak_memory_mib", "versions",
-                                                    "hardware"))
-        wall = d.get("wall_time_s", d.get("generate_seconds", "not available"))
-        rows.append([stage, r["file"], wall, d.get("peak_memory_mib", "not available"), details])
-    lines += table(["stage", "record", "wall time (s)", "peak memory (MiB)", "details"], rows)
-    lines += ["", "Eval wall time is generation only (`generate_seconds`).", "", "### Hardware", ""]
-    hw = [[stage, ", ".join(f"{k}={v}" for k, v in sorted(r["record"]["hardware"].items()))]
-          for stage, r in rec.items() if r["record"] and "hardware" in r["record"]]
-    lines += table(["stage", "hardware"], hw) if hw else ["not available"]
+        rows.append([stage, r["file"], ", ".join(f"{k}={d[k]}" for k in RECORD_KEYS if k in d and k != "versions")])
+    lines += table(["stage", "record", "details"], rows)
     lines += ["", "### Library versions", ""]
     with_versions = [s for s, r in rec.items() if r["record"] and "versions" in r["record"]]
     libraries = sorted({lib for s in with_versions for lib in rec[s]["record"]["versions"]})
@@ -568,4 +558,25 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += ["", "## 7. Figures"]
     for name, status in results["figures"].items():
         lines += ["", f"### {name}", "", f"![{name}]({name})" if status == "written" else status]
+    return "\n".join(lines) + "\n"
+
+
+def render_telemetry(telemetry: dict[str, dict[str, Any]], source: str = "telemetry") -> str:
+    """reports/telemetry.md from the telemetry records, keyed by file stem (base, sft, eval-grpo, ...). Pure."""
+    lines = ["# Telemetry", "",
+             f"_Generated by `fincorp report` from {source}/*.json, which each stage writes as it runs: the last "
+             "run of each stage in this working folder. Git-ignored and not DVC-tracked: these numbers vary run to "
+             "run, so they are kept out of results.md. The committed benchmark is benchmarks/cpu.md "
+             "(`make benchmark`)._", ""]
+    rows = []
+    for name, t in telemetry.items():
+        details = ", ".join(f"{k}={v}" for k, v in sorted(t.items()) if k not in TELEMETRY_COLUMNS and v is not None)
+        rows.append([t.get("stage", name), f"{source}/{name}.json", t.get("wall_time_s", "-"),
+                     t.get("peak_memory_mib", "-"), details, t.get("host", "-"), str(t.get("git_commit", "-"))[:12]])
+    lines += table(["stage", "record", "wall time (s)", "peak memory (MiB)", "details", "host", "git commit"], rows)
+    lines += ["", "Eval: `generate_seconds` is generation alone; the wall time includes loading the model.", "",
+              "## Hardware", ""]
+    hw = [[t.get("stage", name), ", ".join(f"{k}={v}" for k, v in sorted(t["hardware"].items()))]
+          for name, t in telemetry.items() if isinstance(t.get("hardware"), dict)]
+    lines += table(["stage", "hardware"], hw) if hw else ["not recorded"]
     return "\n".join(lines) + "\n"

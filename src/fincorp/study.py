@@ -218,7 +218,9 @@ def collect(study: str, spec: Study, baseline: str, times: dict[str, float | Non
             "params": {k: OmegaConf.select(params, k) for k in PARAM_KEYS},
             "wall_time_s": times.get(run) if times.get(run) is not None else (
                 before[run].get("wall_time_s") if before.get(run, {}).get("commit") == commit else None),
-            "metrics": {m: j for m in spec.models if (j := json_at(commit, f"metrics/{m}.json")) is not None},
+            # eval/<m>.json: the full eval record; experiments from before it existed kept it in metrics/.
+            "metrics": {m: j for m in spec.models
+                        if (j := json_at(commit, f"eval/{m}.json") or json_at(commit, f"metrics/{m}.json")) is not None},
             "training": {s: training_record(commit, s) for s in spec.stages},
         })
     return records
