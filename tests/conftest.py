@@ -69,6 +69,7 @@ def dvc_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 TINY = {
     "generate.n": 80,
+    "split.val_size": 16,
     "base.vocab_size": 400,
     "base.hidden_size": 32,
     "base.intermediate_size": 64,
@@ -82,12 +83,14 @@ TINY = {
     "sft.num_train_epochs": 1.0,
     "sft.logging_steps": 1,
     "sft.save_steps": 2,
+    "sft.val_steps": 2,
     "grpo.num_train_epochs": 1.0,
     "grpo.per_device_train_batch_size": 8,
     "grpo.gradient_accumulation_steps": 2,
     "grpo.num_generations": 4,
     "grpo.logging_steps": 1,
     "grpo.save_steps": 2,
+    "grpo.val_steps": 2,
     "eval.batch_size": 8,
 }
 
@@ -107,7 +110,7 @@ def write_tiny_params(folder: Path, committed: dict[str, Any], **changes: Any) -
 
 @pytest.fixture(scope="session")
 def tiny_workspace(tmp_path_factory: pytest.TempPathFactory, committed_params: dict[str, Any]) -> Path:
-    """A folder with params.yaml (tiny sizes), data/{applications,train,test}.jsonl and models/base/.
+    """A folder with params.yaml (tiny sizes), data/{applications,train,val,test}.jsonl and models/base/.
 
     Built once per session through the stages' own run() functions (seconds, on 2 CPU cores).
     """
@@ -117,7 +120,7 @@ def tiny_workspace(tmp_path_factory: pytest.TempPathFactory, committed_params: d
     params = write_tiny_params(ws, committed_params)
     generate.run(str(params), str(ws / "data/applications.jsonl"))
     split.run(str(params), str(ws / "data/applications.jsonl"), str(ws / "data/train.jsonl"),
-              str(ws / "data/test.jsonl"))
+              str(ws / "data/test.jsonl"), str(ws / "data/val.jsonl"))
     (ws / "models").mkdir()
     base.run(str(params), str(ws / "models/base"))
     return ws

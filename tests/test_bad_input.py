@@ -73,6 +73,8 @@ CASES = {
                       "data/applications.jsonl:3: unknown label 'APPROVE'", ["data/train.jsonl"]),
     "corrupt train file for sft": (["sft"], lambda ws: truncate_line(ws / "data/train.jsonl"),
                                    "data/train.jsonl:3: not valid JSON", ["models/sft"]),
+    "corrupt validation file for grpo": (["grpo"], lambda ws: truncate_line(ws / "data/val.jsonl"),
+                                         "data/val.jsonl:3: not valid JSON", ["models/grpo"]),
     "no base model for sft": (["sft"], lambda ws: None, "build the base model first", ["models/sft"]),
     "no base model for grpo": (["grpo"], lambda ws: None, "build the base model first", ["models/grpo"]),
     "no adapter for eval": (["eval", "sft", "--model", "models/sft"], lambda ws: None, "no LoRA adapter here",
@@ -90,6 +92,7 @@ def ws(tmp_path, monkeypatch):
     rows = generate(40, 1, 0.25)
     write_jsonl(tmp_path / "data/applications.jsonl", rows)
     write_jsonl(tmp_path / "data/train.jsonl", rows[:32])
+    write_jsonl(tmp_path / "data/val.jsonl", rows[:8])
     write_jsonl(tmp_path / "data/test.jsonl", rows[32:])
     monkeypatch.chdir(tmp_path)
     return tmp_path

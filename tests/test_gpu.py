@@ -33,7 +33,7 @@ def test_bf16_gradient_checkpointing_training_and_eval_on_cuda(stage, tiny_works
     monkeypatch.chdir(ws)
     start = time.time()
     {"sft": sft, "grpo": grpo}[stage].run("params.yaml", "models/base", "data/train.jsonl", f"models/{stage}",
-                                          f"logs/{stage}")
+                                          f"logs/{stage}", "data/val.jsonl")
     train_s = time.time() - start
     record = json.loads(Path(f"models/{stage}/run.json").read_text())
     telemetry = json.loads(Path(f"telemetry/{stage}.json").read_text())

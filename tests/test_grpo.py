@@ -56,7 +56,7 @@ def test_grpo_steps_change_lora_only_and_the_reward_sees_the_label(tiny_workspac
     assert reward.gold_seen == expected
     out = tmp_path / "models/grpo"
     out.parent.mkdir()
-    grpo.run("params.yaml", "models/base", "data/train.jsonl", str(out), str(tmp_path / "logs/grpo"),
+    grpo.run("params.yaml", "models/base", "data/train.jsonl", str(out), str(tmp_path / "logs/grpo"), "data/val.jsonl",
              checkpoints=str(tmp_path / "checkpoints/grpo"))
     record = json.loads((out / "run.json").read_text())
     assert (out / "adapter_model.safetensors").is_file()
@@ -82,7 +82,7 @@ def test_hybrid_continues_the_sft_adapter(tiny_workspace, tmp_path, monkeypatch)
 
     monkeypatch.chdir(tiny_workspace)
     sft_dir = tmp_path / "models/sft"
-    sft.run("params.yaml", "models/base", "data/train.jsonl", str(sft_dir), str(tmp_path / "logs/sft"),
+    sft.run("params.yaml", "models/base", "data/train.jsonl", str(sft_dir), str(tmp_path / "logs/sft"), "data/val.jsonl",
             checkpoints=str(tmp_path / "checkpoints/sft"))
     p = load_params("params.yaml")
     rows = read_applications("data/train.jsonl")[:8]
@@ -96,7 +96,7 @@ def test_hybrid_continues_the_sft_adapter(tiny_workspace, tmp_path, monkeypatch)
     assert all(torch.equal(start[n], saved[n.replace(".default", "")]) for n in start)
 
     out = tmp_path / "models/hybrid"
-    hybrid.run("params.yaml", "models/base", "data/train.jsonl", str(out), str(tmp_path / "logs/hybrid"),
+    hybrid.run("params.yaml", "models/base", "data/train.jsonl", str(out), str(tmp_path / "logs/hybrid"), "data/val.jsonl",
                init_adapter=str(sft_dir), checkpoints=str(tmp_path / "checkpoints/hybrid"))
     record = json.loads((out / "run.json").read_text())
     assert record["init_adapter"] == str(sft_dir) and record["global_step"] > 0
@@ -112,4 +112,4 @@ def test_hybrid_without_an_sft_adapter_is_a_clear_error(tiny_workspace, tmp_path
     monkeypatch.chdir(tiny_workspace)
     with pytest.raises(FileNotFoundError, match="no LoRA adapter to start from.*dvc repro sft"):
         hybrid.run("params.yaml", "models/base", "data/train.jsonl", str(tmp_path / "out"), str(tmp_path / "logs"),
-                   init_adapter=str(tmp_path / "sft"), checkpoints=str(tmp_path / "ckpt"))
+                   "data/val.jsonl", init_adapter=str(tmp_path / "sft"), checkpoints=str(tmp_path / "ckpt"))

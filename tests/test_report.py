@@ -58,6 +58,13 @@ def write_project(root: Path, models=("baseline", "sft", "grpo")) -> dict[str, s
         "step\treward\n" + "".join(f"{s}\t{-0.5 + s / 100:.3f}\n" for s in range(5, 55, 5)))
     (curves / "grpo/plots/metrics/frac_reward_zero_std.tsv").write_text(
         "step\tfrac_reward_zero_std\n" + "".join(f"{s}\t{s / 60:.3f}\n" for s in range(5, 55, 5)))
+    # Learning curves: the validation slice every 40 steps, and the tokens the trainer processed.
+    for m, accs in (("sft", (0.25, 0.75, 0.96875)), ("grpo", (0.25, 0.3125, 0.375))):
+        (curves / f"{m}/plots/metrics/val").mkdir(parents=True, exist_ok=True)
+        (curves / f"{m}/plots/metrics/val/accuracy.tsv").write_text(
+            "step\taccuracy\n" + "".join(f"{40 * i}\t{a}\n" for i, a in enumerate(accs)))
+        (curves / f"{m}/plots/metrics/num_tokens.tsv").write_text(
+            "step\tnum_tokens\n" + "".join(f"{s}\t{1000.0 * s}\n" for s in (40, 80)))
     for label, share in zip((*LABELS, "INVALID"), (0.1, 0.3, 0.15, 0.4, 0.05)):
         (curves / f"grpo/plots/metrics/sampled_share/{label}.tsv").write_text(
             f"step\t{label}\n" + "".join(f"{s}\t{share}\n" for s in range(5, 55, 5)))
@@ -181,6 +188,21 @@ def test_figures_are_pngs_and_linked(built):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
         assert results["figures"][name] == "written"
         assert f"]({name})" in md
+
+
+def test_recipe_and_budget_table_and_learning_curves(built):
+    out, results, md = built
+    sft, grpo = results["budget"][0], results["budget"][1]
+    assert [b["model"] for b in results["budget"]] == ["sft", "grpo"]  # the trained models evaluated here
+    assert sft["optimizer_steps"] == 640 and sft["tokens_processed"] == 80000.0
+    assert (sft["val_first"], sft["val_last"]) == (0.25, 0.96875)
+    assert sft["samples_per_prompt"] == 1 and grpo["samples_per_prompt"] == 8
+    assert grpo["prompts_per_step"] == 16 * 4 // 8 and grpo["optimizer_steps"] is None  # no run.json here
+    assert "## 2. Recipes and training budgets" in md
+    assert "| sft | 0.003 | cosine, 10 warmup | 8 | 640 | 8 | 1 | n/a | 0.08 | 25.0% -> 96.9% |" in md
+    assert "lr 1e-5, 4 epochs, 8 generations" in md
+    assert results["figures"]["learning_curves.png"] == "written"
+    assert (out / "learning_curves.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_distribution_and_per_class(built):

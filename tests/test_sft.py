@@ -71,7 +71,7 @@ def test_sft_run_trains_lora_only_and_saves_an_adapter(tiny_workspace, tmp_path,
     # The stage end to end: adapter as safetensors, run record, dvclive curves, no checkpoints left.
     out = tmp_path / "models/sft"
     out.parent.mkdir()
-    sft.run("params.yaml", "models/base", "data/train.jsonl", str(out), str(tmp_path / "logs/sft"),
+    sft.run("params.yaml", "models/base", "data/train.jsonl", str(out), str(tmp_path / "logs/sft"), "data/val.jsonl",
             checkpoints=str(tmp_path / "checkpoints/sft"))
     assert (out / "adapter_config.json").is_file()
     assert set(load_file(out / "adapter_model.safetensors"))  # non-empty safetensors
@@ -83,3 +83,45 @@ def test_sft_run_trains_lora_only_and_saves_an_adapter(tiny_workspace, tmp_path,
     assert not (tmp_path / "checkpoints/sft").exists()
     base = load_base_model(p.model, "models/base")
     assert base.config.model_type == "qwen3"
+
+
+@pytest.mark.slow
+def test_validation_callback_logs_curves_and_leaves_training_unchanged(tiny_workspace, tmp_path, monkeypatch):
+    """The learning curve's validation passes (greedy, RNG forked) must not change what is trained."""
+    from safetensors.torch import load_file
+
+    from fincorp import sft
+
+    monkeypatch.chdir(tiny_workspace)
+    p = load_params("params.yaml")
+    rows = read_applications("data/train.jsonl")
+    plain = build_and_train(p, rows, tmp_path / "plain", val=None)
+    with_val = build_and_train(p, rows, tmp_path / "val", val="data/val.jsonl")
+    history = [c for c in with_val.callback_handler.callbacks if type(c).__name__ == "ValidationCallback"][0].history
+    steps = [h["step"] for h in history]
+    last = with_val.state.global_step
+    assert steps[0] == 0 and steps[-1] == last and steps == sorted(set(steps))
+    assert all(s % p.sft.val_steps == 0 for s in steps[:-1])
+    n_val = len(read_applications("data/val.jsonl"))
+    assert all(h["n"] == n_val and 0 <= h["correct"] <= n_val for h in history)
+    a = plain.model.state_dict()
+    b = with_val.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "validation changed training"
+
+    # Through the stage: dvclive writes the curve next to the loss, at the optimizer step.
+    out, logs = tmp_path / "models/sft", tmp_path / "logs/sft"
+    sft.run("params.yaml", "models/base", "data/train.jsonl", str(out), str(logs), "data/val.jsonl",
+            checkpoints=str(tmp_path / "checkpoints/sft"))
+    curve = (logs / "plots/metrics/val/accuracy.tsv").read_text().splitlines()
+    assert curve[0] == "step\taccuracy" and [int(line.split("\t")[0]) for line in curve[1:]] == steps
+    assert [float(line.split("\t")[1]) for line in curve[1:]] == [h["accuracy"] for h in history]
+    assert json.loads((logs / "metrics.json").read_text())["val"]["accuracy"] == history[-1]["accuracy"]
+    assert set(load_file(out / "adapter_model.safetensors"))
+
+
+def build_and_train(p, rows, folder, val):
+    from fincorp.sft import build_trainer
+
+    trainer = build_trainer(p, "models/base", rows, folder / "ckpt", None, val=val)
+    trainer.train()
+    return trainer

@@ -146,7 +146,7 @@ def test_blank_line_at_the_end_is_an_error(tmp_path):
 
 def _run(params: Path, data: Path, out: Path) -> tuple[Path, Path]:
     train, test = out / "train.jsonl", out / "test.jsonl"
-    split_stage.run(str(params), str(data), str(train), str(test))
+    split_stage.run(str(params), str(data), str(train), str(test), str(out / "val.jsonl"))
     return train, test
 
 
@@ -166,7 +166,29 @@ def test_run_end_to_end(tmp_path, write_params, rows):
     # Keys sorted on write, one object a line, no temp file left behind.
     first = test.read_text(encoding="utf-8").splitlines()[0]
     assert list(json.loads(first)) == sorted(json.loads(first))
-    assert sorted(p.name for p in (tmp_path / "out1").iterdir()) == ["test.jsonl", "train.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "out1").iterdir()) == ["test.jsonl", "train.jsonl", "val.jsonl"]
+
+
+def test_validation_slice_is_stratified_seeded_and_never_test(tmp_path, write_params, rows):
+    """128 of the 640 train rows, 32 per class, seed split.seed + 1; in train unless holdout_val."""
+    params = write_params()
+    data = tmp_path / "applications.jsonl"
+    write_jsonl(data, rows)
+    out = tmp_path / "out"
+    train, test = _run(params, data, out)
+    val_rows = read_applications(str(out / "val.jsonl"))
+    train_ids = {r["id"] for r in read_applications(str(train))}
+    assert len(val_rows) == 128 and Counter(r["label"] for r in val_rows) == {label: 32 for label in LABELS}
+    assert {r["id"] for r in val_rows} <= train_ids  # the reference run trains on every train row
+    assert not {r["id"] for r in val_rows} & {r["id"] for r in read_applications(str(test))}
+    assert val_rows == split_stage.validation_slice(split(rows, 0.2, SPLIT_SEED)[0], 128, SPLIT_SEED + 1)[1]
+    # holdout_val: train is the other 512 rows; test and the slice are unchanged.
+    held = write_params({"split.holdout_val": True})
+    train_h, test_h = _run(held, data, tmp_path / "held")
+    held_ids = {r["id"] for r in read_applications(str(train_h))}
+    assert len(held_ids) == 512 and held_ids == train_ids - {r["id"] for r in val_rows}
+    assert test_h.read_bytes() == test.read_bytes()
+    assert (tmp_path / "held/val.jsonl").read_bytes() == (out / "val.jsonl").read_bytes()
 
 
 def test_run_reads_its_params(tmp_path, write_params, rows):

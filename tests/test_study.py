@@ -61,7 +61,10 @@ def repo(tmp_path, committed_params, monkeypatch):
                  **layout,
                  "logs/grpo/metrics.json": json.dumps({"vip": {"samples": 40, "manual_review_samples": k_vip},
                                                        "train": {"runtime": 12.5}}),
-                 "logs/grpo/plots/metrics/frac_reward_zero_std.tsv": "step\tfrac_reward_zero_std\n5\t1.0\n10\t0.5\n"}
+                 "logs/grpo/plots/metrics/frac_reward_zero_std.tsv": "step\tfrac_reward_zero_std\n5\t1.0\n10\t0.5\n",
+                 "logs/grpo/plots/metrics/num_tokens.tsv": "step\tnum_tokens\n5\t100.0\n10\t200.0\n",
+                 "logs/grpo/plots/metrics/val/accuracy.tsv": "step\taccuracy\n0\t0.25\n10\t0.5\n",
+                 "logs/grpo/plots/metrics/val/vip_accuracy.tsv": "step\tvip_accuracy\n0\t0.0\n10\t0.125\n"}
         sh(root, "checkout", "-q", "--detach", base)
         exps[preset] = commit_files(root, files, f"exp {preset}")
         sh(root, "update-ref", f"refs/exps/{base[:2]}/{base[2:]}/reward-{preset}", exps[preset])
@@ -82,9 +85,20 @@ def test_every_study_names_valid_runs_and_stages():
     assert {r["grpo.reward"] for r in all_studies["reward"].runs.values()} == {"exact", "scripts", "partial"}
     assert all_studies["prior"].runs["default"] == {}
     for spec in all_studies.values():
-        assert set(spec.targets) <= names
-        for overrides in spec.runs.values():
+        for run, overrides in spec.runs.items():
+            assert set(spec.targets_of(run)) <= names
+            assert set(spec.stages_of(run)) <= set(stages)
             assert set(overrides) <= set(study.PARAM_KEYS)
+    # The recipe search: equal candidates and the same maximum epochs per method, held-out validation,
+    # each candidate trains only its own method's stage.
+    tune = all_studies["tune"]
+    by_method = {m: [r for r in tune.runs if r.startswith(f"{m}-")] for m in ("sft", "grpo")}
+    assert len(by_method["sft"]) == len(by_method["grpo"]) >= 6
+    for m, runs in by_method.items():
+        assert max(float(tune.runs[r][f"{m}.num_train_epochs"]) for r in runs) == study.TUNE_MAX_EPOCHS
+        for r in runs:
+            assert tune.runs[r]["split.holdout_val"] == "true" and tune.targets_of(r) == (m,)
+    assert {float(tune.runs[r]["grpo.lr"]) for r in by_method["grpo"]} >= {1e-4, 1e-3}
 
 
 def test_collect_reads_each_experiment_from_its_own_commit(repo):
@@ -100,8 +114,12 @@ def test_collect_reads_each_experiment_from_its_own_commit(repo):
     assert list(partial["metrics"]) == ["grpo"]  # hybrid has no metrics file in the experiment
     assert partial["metrics"]["grpo"]["vip_accuracy"]["correct"] == 2  # from eval/grpo.json
     assert exact["metrics"]["grpo"] == metrics(0)  # from metrics/grpo.json, the older layout
-    assert partial["training"]["grpo"] == {"runtime_s": 12.5, "mean_frac_reward_zero_std": 0.75,
-                                           "vip_samples": 40, "vip_manual_review_samples": 2}
+    assert partial["training"]["grpo"] == {
+        "runtime_s": 12.5, "mean_frac_reward_zero_std": 0.75, "vip_samples": 40, "vip_manual_review_samples": 2,
+        "steps": None, "num_tokens": None,
+        "val_curve": [{"step": 0, "accuracy": 0.25, "vip_accuracy": 0.0},
+                      {"step": 10, "accuracy": 0.5, "vip_accuracy": 0.125}],
+        "tokens_curve": [{"step": 5, "num_tokens": 100.0}, {"step": 10, "num_tokens": 200.0}]}
 
 
 def test_find_experiment_prefers_the_current_baseline(repo):

@@ -322,3 +322,59 @@ def test_records_with_numpy_values_become_plain_json(tmp_path: Path):
     g = results["rows"][0]["grpo"]
     assert type(g["mean_frac_reward_zero_std"]) is float and type(g["vip_samples"]) is int
     assert json.loads((tmp_path / "results.json").read_text()) == results
+
+
+# --- tune: candidate selection on synthetic records -------------------------------------------------
+
+def candidate(run: str, acc: float | None, tokens: float | None) -> dict[str, Any]:
+    return {"run": run, "num_tokens": tokens,
+            "val_accuracy": None if acc is None else {"value": acc, "correct": round(acc * 128), "n": 128}}
+
+
+def test_select_winner_best_validation_accuracy_then_fewer_tokens_then_name():
+    assert study_report.select_winner([candidate("a", 0.5, 10.0), candidate("b", 0.75, 99.0)]) == "b"
+    # A tie on accuracy: the cheaper run wins, whatever the order.
+    tie = [candidate("lr3e-3", 0.96875, 3.0e5), candidate("lr1e-3", 0.96875, 2.0e5), candidate("x", 0.5, 1.0)]
+    assert study_report.select_winner(tie) == "lr1e-3"
+    assert study_report.select_winner(list(reversed(tie))) == "lr1e-3"
+    # Same accuracy and tokens: the first name in sort order; unknown tokens lose a tie.
+    assert study_report.select_winner([candidate("b", 0.5, 1.0), candidate("a", 0.5, 1.0)]) == "a"
+    assert study_report.select_winner([candidate("a", 0.5, None), candidate("b", 0.5, 7.0)]) == "b"
+    # No score, no win; nothing scored, no winner.
+    assert study_report.select_winner([candidate("a", None, 1.0), candidate("b", 0.25, 9.0)]) == "b"
+    assert study_report.select_winner([candidate("a", None, 1.0)]) is None
+
+
+def tune_record(run: str, curve: list[tuple[int, float, float]], lr: float, epochs: float,
+                temperature: float = 1.0, tokens: float = 1000.0) -> dict[str, Any]:
+    method = run.split("-")[0]
+    training = {method: {"steps": curve[-1][0], "num_tokens": tokens,
+                         "val_curve": [{"step": s, "accuracy": a, "vip_accuracy": v} for s, a, v in curve],
+                         "tokens_curve": [{"step": curve[-1][0], "num_tokens": tokens}]}}
+    return record(run, {}, training, wall_time_s=60.0, **{"split.val_size": 128, f"{method}.lr": lr,
+                                                           f"{method}.num_train_epochs": epochs,
+                                                           "grpo.temperature": temperature})
+
+
+def test_tune_report_lists_every_candidate_and_the_winner_per_method(tmp_path):
+    records = [
+        tune_record("sft-a", [(0, 0.25, 0.0), (40, 0.90625, 0.75), (80, 0.96875, 1.0)], 1e-3, 4, tokens=2e5),
+        tune_record("sft-b", [(0, 0.25, 0.0), (40, 0.96875, 1.0)], 3e-3, 2, tokens=1e5),
+        tune_record("grpo-a", [(0, 0.25, 0.0), (40, 0.5, 0.0), (80, 0.4375, 0.0)], 1e-4, 4, 1.5),
+        tune_record("grpo-b", [(0, 0.25, 0.0), (80, 0.0, 0.0)], 1e-3, 4),
+    ]
+    out = tmp_path / "tune"
+    results = study_report.write(out, "tune", records, META | {"study": "tune"})
+    assert results["winners"] == {"sft": "sft-b", "grpo": "grpo-a"}  # sft: a tie, b processed fewer tokens
+    a = results["methods"]["grpo"][0]
+    assert a["val_accuracy"] == {"value": 56 / 128, "correct": 56, "n": 128,
+                                 "ci95_low": wilson(56, 128)[0], "ci95_high": wilson(56, 128)[1]}
+    assert a["best_val_accuracy"]["correct"] == 64 and a["best_step"] == 40  # the curve peaked before the end
+    assert a["val_vip_accuracy"]["n"] == 32 and a["temperature"] == 1.5 and a["epochs"] == 4
+    assert results["methods"]["sft"][0]["temperature"] is None
+    saved, md = read_outputs(out)
+    assert saved["winners"] == results["winners"]
+    assert "- sft: `sft-b`" in md and "- grpo: `grpo-a`" in md
+    assert "| grpo-a | 0.0001 | 4 | 1.5 | 80 | 0.00 | 56/128 = 43.8%" in md
+    assert (out / "tune.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert study_report.tokens_at(40, [{"step": 80, "num_tokens": 1000.0}]) == 500.0

@@ -20,6 +20,8 @@ from fincorp.params import ParamsError, load_params
 
 PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True,
                       type=click.Path(dir_okay=False), help="params file")
+VAL = click.option("--val", default="data/val.jsonl", show_default=True,
+                   help="validation slice scored every `val_steps` optimizer steps (learning curves)")
 
 
 def user_errors(f):
@@ -48,7 +50,7 @@ def stage(name: str):
     return module
 
 
-def train_stage(name: str, params_path: str, base_dir: str, train: str, out: str, log_dir: str,
+def train_stage(name: str, params_path: str, base_dir: str, train: str, out: str, log_dir: str, val: str,
                 init: str | None = None) -> None:
     """Run a training stage in this process, or relaunch it on several when params.yaml's `launch:` says so.
 
@@ -58,14 +60,15 @@ def train_stage(name: str, params_path: str, base_dir: str, train: str, out: str
     options must not be prefixes of the launchers' options: torchrun would take `--logs` as its own
     `--logs-specs`, hence `--live` for the dvclive folder.) The workers see
     LOCAL_RANK and run the stage; TRL/accelerate shard the batches; the main process saves, once.
-    `init` (stage hybrid): the adapter training starts from.
+    `val`: the validation slice scored for the learning curves. `init` (stage hybrid): the adapter training
+    starts from.
     """
     launch = load_params(params_path).launch
     if "LOCAL_RANK" in os.environ or not (launch.accelerate_config or launch.num_processes > 1):
-        stage(name).run(params_path, base_dir, train, out, log_dir, **({"init_adapter": init} if init else {}))
+        stage(name).run(params_path, base_dir, train, out, log_dir, val, **({"init_adapter": init} if init else {}))
         return
     args = ["-m", "fincorp", name, "--params", params_path, "--base", base_dir, "--train", train, "--out", out,
-            "--live", log_dir, *(["--init", init] if init else [])]
+            "--live", log_dir, "--val", val, *(["--init", init] if init else [])]
     if launch.accelerate_config:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", launch.accelerate_config, *args]
     else:
@@ -102,10 +105,11 @@ def generate(params_path: str, out: str) -> None:
 @click.option("--data", default="data/applications.jsonl", show_default=True)
 @click.option("--train", "train_out", default="data/train.jsonl", show_default=True)
 @click.option("--test", "test_out", default="data/test.jsonl", show_default=True)
+@click.option("--val", "val_out", default="data/val.jsonl", show_default=True)
 @user_errors
-def split(params_path: str, data: str, train_out: str, test_out: str) -> None:
-    """Stratified, seeded train/test split."""
-    stage("split").run(params_path, data, train_out, test_out)
+def split(params_path: str, data: str, train_out: str, test_out: str, val_out: str) -> None:
+    """Stratified, seeded train/test split and a validation slice of the train rows."""
+    stage("split").run(params_path, data, train_out, test_out, val_out)
 
 
 @main.command()
@@ -139,10 +143,11 @@ def eval_(params_path: str, name: str, base_dir: str, model_dir: str | None, tes
 @click.option("--train", default="data/train.jsonl", show_default=True)
 @click.option("--out", default="models/sft", show_default=True)
 @click.option("--live", "log_dir", default="logs/sft", show_default=True)
+@VAL
 @user_errors
-def sft(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> None:
+def sft(params_path: str, base_dir: str, train: str, out: str, log_dir: str, val: str) -> None:
     """Supervised fine-tuning of a LoRA adapter (TRL SFTTrainer)."""
-    train_stage("sft", params_path, base_dir, train, out, log_dir)
+    train_stage("sft", params_path, base_dir, train, out, log_dir, val)
 
 
 @main.command()
@@ -151,10 +156,11 @@ def sft(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> 
 @click.option("--train", default="data/train.jsonl", show_default=True)
 @click.option("--out", default="models/grpo", show_default=True)
 @click.option("--live", "log_dir", default="logs/grpo", show_default=True)
+@VAL
 @user_errors
-def grpo(params_path: str, base_dir: str, train: str, out: str, log_dir: str) -> None:
+def grpo(params_path: str, base_dir: str, train: str, out: str, log_dir: str, val: str) -> None:
     """Reinforcement learning of a LoRA adapter (TRL GRPOTrainer) with a rule-based reward."""
-    train_stage("grpo", params_path, base_dir, train, out, log_dir)
+    train_stage("grpo", params_path, base_dir, train, out, log_dir, val)
 
 
 @main.command()
@@ -164,10 +170,11 @@ def grpo(params_path: str, base_dir: str, train: str, out: str, log_dir: str) ->
 @click.option("--train", default="data/train.jsonl", show_default=True)
 @click.option("--out", default="models/hybrid", show_default=True)
 @click.option("--live", "log_dir", default="logs/hybrid", show_default=True)
+@VAL
 @user_errors
-def hybrid(params_path: str, base_dir: str, init_dir: str, train: str, out: str, log_dir: str) -> None:
+def hybrid(params_path: str, base_dir: str, init_dir: str, train: str, out: str, log_dir: str, val: str) -> None:
     """GRPO (the grpo: recipe) continuing the SFT adapter: SFT to teach, RL to refine."""
-    train_stage("hybrid", params_path, base_dir, train, out, log_dir, init=init_dir)
+    train_stage("hybrid", params_path, base_dir, train, out, log_dir, val, init=init_dir)
 
 
 @main.command()
@@ -182,7 +189,7 @@ def report(params_path: str, models: tuple[str, ...], out_dir: str) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["seeds", "reward", "prior", "data"]))
+@click.argument("name", type=click.Choice(["seeds", "reward", "prior", "data", "tune"]))
 @click.option("--n", "n_seeds", default=5, show_default=True, help="seeds study: how many seeds (42, 43, ...)")
 @click.option("--queue", is_flag=True, help="only queue the experiments (run them with `dvc queue start -j N`)")
 @click.option("--collect", "collect_only", is_flag=True, help="only write the report, from finished experiments")

@@ -33,43 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from fincorp.jsonl import write_json, write_jsonl
-from fincorp.model import chat_kwargs, load_for_inference, load_tokenizer, write_telemetry
+from fincorp.model import (chat_kwargs, generate_completions, load_for_inference, load_tokenizer,
+                           write_telemetry)
 from fincorp.params import load_params
 from fincorp.prompt import answer_text, prompt_messages
 from fincorp.rules import LABELS, MANUAL_REVIEW
 from fincorp.scoring import INVALID, parse_decision
 from fincorp.split import read_applications
 from fincorp.stats import wilson
-
-def generate_completions(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
-                         do_sample: bool, temperature: float, seed: int, progress: bool = True) -> list[str]:
-    """Completions for chat-formatted prompt strings, batched with left padding, in input order."""
-    import torch
-    from tqdm.auto import tqdm
-
-    if tokenizer.padding_side != "left":
-        raise ValueError("generation needs a left-padding tokenizer")
-    torch.manual_seed(seed)
-    out: list[str] = []
-    batches = range(0, len(prompts), batch_size)
-    for start in tqdm(batches, desc="generate", unit="batch", disable=not progress):
-        enc = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
-        with torch.no_grad():
-            ids = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=do_sample,
-                temperature=temperature if do_sample else None,
-                top_p=1.0 if do_sample else None,
-                top_k=0 if do_sample else None,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        new = ids[:, enc["input_ids"].shape[1]:]
-        out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
-    return out
-
 
 def answer_log_probs(model, tokenizer, prompts: list[str], answer: str, batch_size: int) -> list[float]:
     """ln P(answer, then end of turn | prompt) for each chat-formatted prompt, at temperature 1.

@@ -34,7 +34,7 @@ from fincorp.rules import LABELS, MANUAL_REVIEW
 from fincorp.scoring import INVALID, completion_text, exact_reward, parse_decision, partial_reward, scripts_reward
 from fincorp.split import read_applications
 from fincorp.train import (is_main_process, live_callback, lora_config, prepare_checkpoints, save_adapter,
-                           trainer_args)
+                           trainer_args, validation_callback)
 
 
 class CountingReward:
@@ -90,7 +90,7 @@ def grpo_dataset(rows: list[dict], p: Params):
 
 
 def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, log_dir: Path | None,
-                  resume: bool = False, init_adapter: str | None = None):
+                  resume: bool = False, init_adapter: str | None = None, val: str | None = None):
     """GRPOTrainer on the base model (also used by the tests): with a fresh LoRA adapter, or, given
     `init_adapter` (stage hybrid), continuing to train that adapter (loaded trainable; TRL then copies it
     as the KL reference when grpo.beta > 0, so the reference is the SFT policy, not the bare base)."""
@@ -122,16 +122,20 @@ def build_trainer(p: Params, base_dir: str, rows: list[dict], ckpt_dir: Path, lo
     callbacks: list = [LabelShareCallback(reward)]
     if log_dir is not None and is_main_process():
         callbacks.append(live_callback(log_dir, resume))  # after LabelShareCallback: it logs the shares too
+    if val is not None:  # learning curve: the validation slice every grpo.val_steps steps
+        live = callbacks[-1].live if len(callbacks) > 1 else None
+        callbacks.append(validation_callback(g, p, base_dir, val, live))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=grpo_dataset(rows, p),
                           processing_class=tokenizer,
                           peft_config=lora_config(g.lora) if init_adapter is None else None, callbacks=callbacks)
     return trainer, reward
 
 
-def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str,
+def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str, val: str,
         checkpoints: str = "checkpoints/grpo", init_adapter: str | None = None) -> None:
     p = load_params(params_path)
     rows = read_applications(train)
+    read_applications(val)  # a bad validation file is an error before training starts
     base_location(p.model, base_dir)  # a missing or mismatched base is an error before anything starts
     if init_adapter is not None and not (Path(init_adapter) / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{init_adapter}: no LoRA adapter to start from (adapter_config.json missing); "
@@ -145,7 +149,7 @@ def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str,
     if resume_from is None and is_main_process():
         shutil.rmtree(log_dir, ignore_errors=True)
     trainer, reward = build_trainer(p, base_dir, rows, ckpt_dir, Path(log_dir), resume=resume_from is not None,
-                                    init_adapter=init_adapter)
+                                    init_adapter=init_adapter, val=val)
     result = trainer.train(resume_from_checkpoint=resume_from)
     history = [h for h in trainer.state.log_history if "frac_reward_zero_std" in h]
     save_adapter(

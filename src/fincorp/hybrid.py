@@ -14,6 +14,6 @@ from __future__ import annotations
 from fincorp import grpo
 
 
-def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str, init_adapter: str,
+def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str, val: str, init_adapter: str,
         checkpoints: str = "checkpoints/hybrid") -> None:
-    grpo.run(params_path, base_dir, train, out, log_dir, checkpoints=checkpoints, init_adapter=init_adapter)
+    grpo.run(params_path, base_dir, train, out, log_dir, val, checkpoints=checkpoints, init_adapter=init_adapter)

@@ -139,3 +139,33 @@ def load_for_inference(model: ModelParams, base_dir: str | Path, adapter_dir: st
 def chat_kwargs(model: ModelParams) -> dict[str, Any]:
     """Chat-template kwargs: Qwen3's thinking is off for this task (ignored by templates without it)."""
     return {"enable_thinking": model.enable_thinking}
+
+
+def generate_completions(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
+                         do_sample: bool, temperature: float, seed: int, progress: bool = True) -> list[str]:
+    """Completions for chat-formatted prompt strings, batched with left padding, in input order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if tokenizer.padding_side != "left":
+        raise ValueError("generation needs a left-padding tokenizer")
+    torch.manual_seed(seed)
+    out: list[str] = []
+    batches = range(0, len(prompts), batch_size)
+    for start in tqdm(batches, desc="generate", unit="batch", disable=not progress):
+        enc = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+        with torch.no_grad():
+            ids = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                temperature=temperature if do_sample else None,
+                top_p=1.0 if do_sample else None,
+                top_k=0 if do_sample else None,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new = ids[:, enc["input_ids"].shape[1]:]
+        out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+    return out

@@ -13,6 +13,7 @@ Names passed through to Hugging Face keep HF's names (`per_device_train_batch_si
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -47,6 +48,8 @@ class PromptParams:
 class SplitParams:
     test_fraction: float
     seed: int
+    val_size: int  # train rows in the validation slice (data/val.jsonl), a multiple of 4 (stratified)
+    holdout_val: bool  # true: data/train.jsonl leaves the slice out (tuning); false: trains on every train row
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class SftParams:
     gradient_checkpointing: bool
     logging_steps: int
     save_steps: int  # checkpoint every N optimizer steps, so an interrupted run resumes
+    val_steps: int  # score the validation slice every N optimizer steps (learning curves)
     lora: LoraParams
 
 
@@ -141,6 +145,7 @@ class GrpoParams:
     vllm_gpu_memory_utilization: float  # colocate mode: vLLM's share of GPU memory
     logging_steps: int
     save_steps: int
+    val_steps: int
     lora: LoraParams
 
 
@@ -270,6 +275,10 @@ def _check(p: Params, file: str) -> None:
     n_test = p.generate.n * p.split.test_fraction
     need(n_test >= 4 and p.generate.n - n_test >= 4, "split.test_fraction",
          f"leaves fewer than one row per class in train or test with generate.n={p.generate.n}")
+    n_train = p.generate.n - math.ceil(n_test)
+    need(p.split.val_size > 0 and p.split.val_size % 4 == 0 and p.split.val_size <= n_train // 2,
+         "split.val_size", f"must be a positive multiple of 4 and at most half the {n_train} train rows, "
+         f"got {p.split.val_size}")
     if p.model.source == "local":
         need(p.model.name == "" and p.model.revision == "", "model.name",
              "must be empty when model.source is local (the tiny model is built by stage base)")
@@ -310,6 +319,7 @@ def _check(p: Params, file: str) -> None:
         need(0.0 <= s.lora.dropout < 1.0, f"{section}.lora.dropout", "must be in [0, 1)")
         need(s.logging_steps >= 1, f"{section}.logging_steps", "must be >= 1")
         need(s.save_steps >= 1, f"{section}.save_steps", "must be >= 1")
+        need(s.val_steps >= 1, f"{section}.val_steps", "must be >= 1")
     g = p.grpo
     need(g.num_generations >= 2, "grpo.num_generations",
          f"must be >= 2 (GRPO compares completions within a group), got {g.num_generations}")

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from ruamel.yaml import YAML
@@ -84,6 +85,15 @@ CURVES: dict[str, tuple[tuple[str, str], ...]] = {
                                     for label in SHARE_LABELS),
 }
 CURVE_STAGE = {name: name.split("_")[0] for name in CURVES}  # the stage whose logs a figure plots
+TRAINED = ("sft", "grpo", "hybrid")  # the models with a training run (a recipe, a budget, a learning curve)
+VAL_CURVE = ("plots/metrics/val/accuracy.tsv", "accuracy")  # under logs/<stage>/: the validation slice
+TOKENS = ("plots/metrics/num_tokens.tsv", "num_tokens")  # tokens the trainer processed, by step
+# The article's recipes (its "Configuration" paragraph), beside ours in the budget table.
+ARTICLE_RECIPES = {
+    "sft": "lr 2e-5, 4 epochs, batch 2 x grad-acc 4",
+    "grpo": "lr 1e-5, 4 epochs, 8 generations, grad-acc 8, max completion 150",
+    "hybrid": "not run (recommended)",
+}
 
 # Keys copied from the run records (meta.json, run.json) into the provenance.
 RECORD_KEYS = ("num_parameters", "global_step", "train_loss", "mean_frac_reward_zero_std", "vip_samples",
@@ -111,6 +121,9 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
     predictions = {m: read_jsonl(path) for m, path in prediction_paths.items()}
     curves = {name: {column: read_tsv(logs_dir_ / rel, column) for rel, column in files}
               for name, files in CURVES.items()}
+    trained = [m for m in present if m in TRAINED]
+    val_curves = {m: read_tsv(logs_dir_ / m / VAL_CURVE[0], VAL_CURVE[1]) for m in trained}
+    tokens = {m: read_tsv(logs_dir_ / m / TOKENS[0], TOKENS[1]) for m in trained}
     record_paths = {"base": models_dir_ / "base" / "meta.json"}
     record_paths |= {m: models_dir_ / m / "run.json" for m in models if m != BASELINE}
     records = {stage: read_json(path) if path.is_file() else None for stage, path in record_paths.items()}
@@ -123,6 +136,7 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
     figures: dict[str, Figure | str] = {
         "accuracy.png": plot_accuracy(comparison, models),
         "confusion.png": plot_confusion(metrics),
+        "learning_curves.png": plot_learning_curves(val_curves, tokens, p.split.holdout_val),
     }
     for name, data in curves.items():
         absent = [str(logs_dir_ / rel) for rel, column in CURVES[name] if data[column] is None]
@@ -146,8 +160,10 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
         "paired": paired_tests(labels, correct, present, p.seed, N_RESAMPLES),
         "bootstrap": {"n_resamples": N_RESAMPLES, "confidence": 0.95, "seed": p.seed, "method": "percentile"},
         "figures": {name: fig if isinstance(fig, str) else "written" for name, fig in figures.items()},
+        "budget": budget(p, trained, records, val_curves, tokens),
         "provenance": {
             "profile": p.profile,
+            "holdout_val": p.split.holdout_val,
             "seeds": {"seed": p.seed, "generate.seed": p.generate.seed, "split.seed": p.split.seed},
             "model": {"source": p.model.source, "name": p.model.name, "revision": p.model.revision},
             "dvc_lock": {"file": str(lock), "entries": lock_entries(lock_data) if lock_data else None},
@@ -327,6 +343,56 @@ def lock_entries(lock: dict[str, Any]) -> list[dict[str, Any]]:
 
 # --- figures (pure: each returns a matplotlib Figure, run() saves it) ----------------------------------
 
+def budget(p: Any, trained: Sequence[str], records: dict[str, dict | None],
+           val_curves: dict[str, tuple[list[int], list[float]] | None],
+           tokens: dict[str, tuple[list[int], list[float]] | None]) -> list[dict[str, Any]]:
+    """Recipe and training budget per trained model, side by side: what each method was given."""
+    rows = []
+    for m in trained:
+        section = p.sft if m == "sft" else p.grpo
+        per_step = section.per_device_train_batch_size * section.gradient_accumulation_steps * p.launch.num_processes
+        generations = p.grpo.num_generations if m != "sft" else 1  # GRPO's batch counts completions
+        record, curve, tok = records.get(m) or {}, val_curves.get(m), tokens.get(m)
+        rows.append({
+            "model": m, "lr": section.lr, "lr_scheduler_type": section.lr_scheduler_type,
+            "warmup_steps": section.warmup_steps, "num_train_epochs": section.num_train_epochs,
+            "temperature": p.grpo.temperature if m != "sft" else None,
+            "optimizer_steps": record.get("global_step"), "prompts_per_step": per_step // generations,
+            "samples_per_prompt": generations,
+            "tokens_processed": tok[1][-1] if tok and tok[1] else None,
+            "val_first": curve[1][0] if curve and curve[1] else None,
+            "val_last": curve[1][-1] if curve and curve[1] else None,
+            "article": ARTICLE_RECIPES[m],
+        })
+    return rows
+
+
+def plot_learning_curves(val_curves: dict[str, tuple[list[int], list[float]] | None],
+                         tokens: dict[str, tuple[list[int], list[float]] | None], held_out: bool) -> Figure | str:
+    drawn = {m: c for m, c in val_curves.items() if c and c[0]}
+    if not drawn:
+        return "not drawn: no training stage logged a validation curve (logs/<stage>/plots/metrics/val/)"
+    fig = Figure(figsize=(11, 4.2))
+    left, right = fig.subplots(1, 2, sharey=True)
+    for i, (m, (steps, acc)) in enumerate(drawn.items()):
+        y = [100 * a for a in acc]
+        left.plot(steps, y, marker="o", ms=3, color=f"C{i}", label=m)
+        tok = tokens.get(m)
+        if tok and tok[0]:
+            x = np.interp(steps, [0, *tok[0]], [0.0, *tok[1]]) / 1e6
+            right.plot(x, y, marker="o", ms=3, color=f"C{i}", label=m)
+    where = "held out" if held_out else "rows also in the training set: in-sample"
+    left.set_ylabel(f"validation-slice accuracy, % ({where})")
+    left.set_xlabel("optimizer step")
+    right.set_xlabel("tokens processed (millions)")
+    for ax in (left, right):
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_accuracy(comparison: list[dict[str, Any]], models: Sequence[str]) -> Figure:
     """Accuracy and VIP accuracy per model, ours beside the article's, with 95% Wilson error bars."""
     fig = Figure(figsize=(10, 4.5))
@@ -473,7 +539,26 @@ def render_markdown(results: dict[str, Any]) -> str:
                      f"{pct(metrics[m]['invalid_rate'])}%", f"{metrics[m]['prediction_entropy_bits']:.2f}"]
                     for m in present])
 
-    lines += ["", "## 2. Against the article", "",
+    lines += ["", "## 2. Recipes and training budgets", "",
+              "What each method was given, beside the article's recipes. The recipes are the winners of the "
+              "validation search (reports/studies/tune/results.md: the same number of candidates and the same "
+              "maximum epochs per method). GRPO's batch counts completions: prompts per step x samples per "
+              "prompt. Validation: the 128-row slice of the train rows, greedy, first and last point of the "
+              "learning curve" + (" (held out)." if results["provenance"]["holdout_val"] else
+                                  "; the final recipes train on every train row, so these points are in-sample."),
+              ""]
+    lines += table(["model", "lr", "schedule", "epochs", "optimizer steps", "prompts per step",
+                    "samples per prompt", "temperature", "tokens processed (M)", "validation first -> last",
+                    "the article's recipe"],
+                   [[b["model"], f"{b['lr']:g}", f"{b['lr_scheduler_type']}, {b['warmup_steps']} warmup",
+                     f"{b['num_train_epochs']:g}", b["optimizer_steps"] if b["optimizer_steps"] is not None else "n/a",
+                     b["prompts_per_step"], b["samples_per_prompt"],
+                     "n/a" if b["temperature"] is None else f"{b['temperature']:g}",
+                     "n/a" if b["tokens_processed"] is None else f"{b['tokens_processed'] / 1e6:.2f}",
+                     "n/a" if b["val_last"] is None else f"{pct(b['val_first'])}% -> {pct(b['val_last'])}%",
+                     b["article"]] for b in results["budget"]])
+
+    lines += ["", "## 3. Against the article", "",
               "The article's percentages come from different subsets (SEED-NOTES): the baseline was scored on "
               "all 160 test rows, GRPO and SFT on the first 60 only, VIP accuracy on 14 rows. The intervals use "
               "those true denominators. Our model and test set are not the article's, so overlap is a "
@@ -486,12 +571,12 @@ def render_markdown(results: dict[str, Any]) -> str:
                      acc_cell(by[m, "vip_accuracy"]["article"]), yes_no[by[m, "vip_accuracy"]["overlap"]]]
                     for m in models])
 
-    lines += ["", "## 3. Per-class accuracy (recall)", ""]
+    lines += ["", "## 4. Per-class accuracy (recall)", ""]
     lines += table(["model", *LABELS], [[m, *(acc_cell(metrics[m]["per_class"][c]) for c in LABELS)]
                                         for m in present])
 
     gold = results["gold_distribution"]
-    lines += ["", "## 4. Prediction distribution (mode collapse)", "",
+    lines += ["", "## 5. Prediction distribution (mode collapse)", "",
               "Share of answers per label; `gold` is the test set's own label distribution. "
               "Entropy: 0 bits = one answer for everything, 2 bits = the four labels equally often.", ""]
     lines += table(["model", *SHARE_LABELS, "entropy (bits)"],
@@ -501,7 +586,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                        f"{gold['entropy_bits']:.2f}"]])
 
     boot = results["bootstrap"]
-    lines += ["", "## 5. Paired comparisons", "",
+    lines += ["", "## 6. Paired comparisons", "",
               f"A - B on the same items. McNemar's exact test counts only the discordant items (one model right, "
               f"the other wrong). Difference interval: paired bootstrap, {boot['n_resamples']} resamples, "
               f"{boot['method']} {int(100 * boot['confidence'])}% interval, seed {boot['seed']}.", ""]
@@ -520,7 +605,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines.append("Only one model evaluated: nothing to compare.")
 
     seeds, model = prov["seeds"], prov["model"]
-    lines += ["", "## 6. Provenance", "",
+    lines += ["", "## 7. Provenance", "",
               f"- profile: `{prov['profile']}`",
               f"- seeds: seed {seeds['seed']} (training, evaluation, bootstrap), generate.seed "
               f"{seeds['generate.seed']}, split.seed {seeds['split.seed']}",
@@ -555,7 +640,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                          "-" if not e["md5"] else e["md5"][:8] + (" (dir)" if e["md5"].endswith(".dir") else "")]
                         for e in lock["entries"]])
 
-    lines += ["", "## 7. Figures"]
+    lines += ["", "## 8. Figures"]
     for name, status in results["figures"].items():
         lines += ["", f"### {name}", "", f"![{name}]({name})" if status == "written" else status]
     return "\n".join(lines) + "\n"

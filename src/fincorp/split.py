@@ -1,9 +1,16 @@
-"""Stage `split`: stratified, seeded train/test split -> data/train.jsonl, data/test.jsonl.
+"""Stage `split`: stratified, seeded train/test split and a validation slice of the train rows
+-> data/train.jsonl, data/val.jsonl, data/test.jsonl.
 
     fincorp split               (or: dvc repro split)
 
 scikit-learn's train_test_split with stratify=label: 800 rows at test_fraction 0.2 give 640/160,
 exactly 40 per class in test. Disjoint, together the whole set, byte-identical for the same inputs.
+
+The validation slice (`split.val_size` rows, stratified, drawn from the train rows with seed
+split.seed + 1) is what recipes are tuned on (`fincorp study tune`) and what the training stages score
+for their learning curves; the test set is never used for either. `split.holdout_val: true` (the tune
+study) removes the slice from data/train.jsonl, so validation accuracy is held out; with false (the
+reference run) the final recipes train on every train row and the curves are in-sample.
 """
 
 from __future__ import annotations
@@ -58,8 +65,17 @@ def split(rows: list[dict[str, Any]], test_fraction: float, seed: int) -> tuple[
     return list(train), list(test)
 
 
-def run(params_path: str, data: str, train_out: str, test_out: str) -> None:
+def validation_slice(train: list[dict[str, Any]], val_size: int, seed: int) -> tuple[list, list]:
+    """(train minus the slice, the slice): `val_size` train rows stratified by label; pure given the seed."""
+    rest, val = train_test_split(train, test_size=val_size, random_state=seed, shuffle=True,
+                                 stratify=[r["label"] for r in train])
+    return list(rest), list(val)
+
+
+def run(params_path: str, data: str, train_out: str, test_out: str, val_out: str) -> None:
     p = load_params(params_path).split
     train, test = split(read_applications(data), p.test_fraction, p.seed)
-    write_jsonl(train_out, train)
+    rest, val = validation_slice(train, p.val_size, p.seed + 1)
+    write_jsonl(train_out, rest if p.holdout_val else train)
+    write_jsonl(val_out, val)
     write_jsonl(test_out, test)

@@ -5,6 +5,8 @@
     fincorp study prior           weaker and weaker base priors: the base's P(MANUAL_REVIEW | VIP prompt)
                                   against GRPO's final VIP accuracy
     fincorp study data            generate.n = 800 (the default) and 8000 (10x data)
+    fincorp study tune            the recipe search: 6 SFT and 6 GRPO candidates, trained on the train rows
+                                  minus the validation slice (split.holdout_val=true), scored on the slice
 
 Each run is one DVC experiment, `dvc exp run --temp --name <study>-<run> -S key=value ... [stages]`: the
 pipeline of the current commit (plus any uncommitted changes) in a temporary copy of the workspace,
@@ -38,7 +40,7 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,9 @@ MODELS = ("baseline", "sft", "grpo", "hybrid")
 RL_STAGES = ("grpo", "hybrid")
 # Resolved params copied into every run's record (the ones any study varies).
 PARAM_KEYS = ("seed", "generate.n", "grpo.reward", "grpo.lr", "base.num_train_epochs", "base.prior.label_noise",
-              "base.prior.manual_review_share")
+              "base.prior.manual_review_share", "split.val_size", "split.holdout_val", "sft.lr",
+              "sft.num_train_epochs", "sft.lr_scheduler_type", "sft.warmup_steps", "grpo.num_train_epochs",
+              "grpo.temperature", "grpo.num_generations", "grpo.lr_scheduler_type", "grpo.warmup_steps")
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,39 @@ class Study:
     targets: tuple[str, ...]  # dvc stages each run reproduces (with what they depend on)
     models: tuple[str, ...]  # whose metrics files the run produced, so the report may read them
     stages: tuple[str, ...]  # training stages whose logs the run produced
+    # Per run, where runs differ: the stages it reproduces and whose logs it produced (else targets/stages).
+    run_stages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def targets_of(self, run: str) -> tuple[str, ...]:
+        return self.run_stages.get(run, self.targets)
+
+    def stages_of(self, run: str) -> tuple[str, ...]:
+        return self.run_stages.get(run, self.stages)
+
+
+# The recipe search (`fincorp study tune`): the same number of candidates per method and the same maximum
+# number of epochs (4, the article's for both). Each is trained on the train rows minus the validation
+# slice and scored on the slice. SFT keeps its scheduler (cosine, 10 warmup steps) and varies lr and
+# epochs; GRPO keeps its scheduler (constant) and varies lr (from the old default 1e-4 up to 1e-3, where
+# a policy on this base collapses into invalid output), epochs, and the sampling temperature.
+TUNE_MAX_EPOCHS = 4
+TUNE = {
+    "sft": {"lr3e-4-ep4": ("3e-4", "4"), "lr1e-3-ep4": ("1e-3", "4"), "lr3e-3-ep4": ("3e-3", "4"),
+            "lr1e-2-ep4": ("1e-2", "4"), "lr3e-3-ep2": ("3e-3", "2"), "lr3e-3-ep1": ("3e-3", "1")},
+    "grpo": {"lr1e-4-ep1": ("1e-4", "1", "1.0"), "lr1e-4-ep4": ("1e-4", "4", "1.0"),
+             "lr3e-4-ep4": ("3e-4", "4", "1.0"), "lr1e-3-ep4": ("1e-3", "4", "1.0"),
+             "lr1e-4-ep4-t1.5": ("1e-4", "4", "1.5"), "lr3e-4-ep4-t1.5": ("3e-4", "4", "1.5")},
+}
+
+
+def tune_runs() -> dict[str, dict[str, str]]:
+    runs = {}
+    for name, (lr, epochs) in TUNE["sft"].items():
+        runs[f"sft-{name}"] = {"split.holdout_val": "true", "sft.lr": lr, "sft.num_train_epochs": epochs}
+    for name, (lr, epochs, temperature) in TUNE["grpo"].items():
+        runs[f"grpo-{name}"] = {"split.holdout_val": "true", "grpo.lr": lr, "grpo.num_train_epochs": epochs,
+                                "grpo.temperature": temperature}
+    return runs
 
 
 def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
@@ -96,6 +133,14 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             "800 (640 / 160), every training recipe unchanged (same epochs, so 10x the steps).",
             {"n800": {}, "n8000": {"generate.n": "8000"}},
             ("report",), MODELS, ("sft", *RL_STAGES)),
+        "tune": Study(
+            f"The recipe search: {len(TUNE['sft'])} SFT and {len(TUNE['grpo'])} GRPO candidates, at most "
+            f"{TUNE_MAX_EPOCHS} epochs each, trained on the train rows minus the validation slice "
+            "(split.holdout_val=true) and scored on the slice (greedy) every val_steps optimizer steps. Winner per "
+            "method: the best final validation accuracy; ties go to the run that processed fewer tokens. The test "
+            "set is not read.",
+            tune_runs(), (), (), (),
+            run_stages={run: (run.split("-")[0],) for run in tune_runs()}),
     }
 
 
@@ -147,7 +192,7 @@ def run_experiments(study: str, spec: Study, baseline: str, queue: bool, force: 
                 raise DataError(f"cannot replace experiment {name}: `dvc exp remove {name}` said: "
                                 f"{removed.stderr.strip() or removed.stdout.strip()}")
         cmd = dvc_cmd("exp", "run", "--queue" if queue else "--temp", "--name", name,
-                      *(a for k, v in overrides.items() for a in ("-S", f"{k}={v}")), *spec.targets)
+                      *(a for k, v in overrides.items() for a in ("-S", f"{k}={v}")), *spec.targets_of(run))
         print(f"study {study}: {'queueing' if queue else 'running'} {name}: {' '.join(cmd[1:])}", flush=True)
         start = time.time()
         code = subprocess.call(cmd)
@@ -179,10 +224,28 @@ def tsv_mean(text: str | None, column: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def tsv_rows(text: str | None, column: str) -> list[dict[str, float]]:
+    if not text:
+        return []
+    return [{"step": int(row["step"]), column: float(row[column])}
+            for row in csv.DictReader(io.StringIO(text), delimiter="\t")]
+
+
 def training_record(commit: str, stage: str) -> dict[str, Any]:
-    """What the stage's dvclive logs in the experiment say: runtime, and for RL the zero-std share and VIP samples."""
+    """What the stage's dvclive logs in the experiment say: steps, tokens, the validation curve, and for RL
+    the zero-std share and VIP samples."""
     summary = json_at(commit, f"logs/{stage}/metrics.json") or {}
-    record: dict[str, Any] = {"runtime_s": (summary.get("train") or {}).get("runtime")}
+    metrics = f"logs/{stage}/plots/metrics"
+    vip = {r["step"]: r["vip_accuracy"] for r in tsv_rows(read_at(commit, f"{metrics}/val/vip_accuracy.tsv"),
+                                                            "vip_accuracy")}
+    tokens = tsv_rows(read_at(commit, f"{metrics}/num_tokens.tsv"), "num_tokens")
+    record: dict[str, Any] = {
+        "runtime_s": (summary.get("train") or {}).get("runtime"),
+        "steps": summary.get("step"), "num_tokens": summary.get("num_tokens"),
+        "val_curve": [r | {"vip_accuracy": vip.get(r["step"])}
+                      for r in tsv_rows(read_at(commit, f"{metrics}/val/accuracy.tsv"), "accuracy")],
+        "tokens_curve": tokens,
+    }
     if stage in RL_STAGES:
         vip = summary.get("vip") or {}
         record |= {
@@ -221,7 +284,7 @@ def collect(study: str, spec: Study, baseline: str, times: dict[str, float | Non
             # eval/<m>.json: the full eval record; experiments from before it existed kept it in metrics/.
             "metrics": {m: j for m in spec.models
                         if (j := json_at(commit, f"eval/{m}.json") or json_at(commit, f"metrics/{m}.json")) is not None},
-            "training": {s: training_record(commit, s) for s in spec.stages},
+            "training": {s: training_record(commit, s) for s in spec.stages_of(run)},
         })
     return records
 

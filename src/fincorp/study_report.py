@@ -17,6 +17,9 @@ under "runs"), results.md (rendered from results.json's content only) and one fi
   data    data sizes (generate.n): each run against records[0], difference with a Newcomb 95% interval
           (the test sets differ, so the proportions are independent, not paired) and the ratio of the
           Wilson interval widths (this run / reference).
+  tune    the recipe search: per method (sft, grpo) every candidate's final validation accuracy and VIP
+          accuracy (Wilson), its best point on the curve, optimizer steps, tokens processed and wall time;
+          the winner (select_winner). Figure: every candidate's validation curve against steps and tokens.
 
 A missing model, metric or training value is None in results.json and "n/a" in results.md: never a
 crash, never a guess. Deterministic: no timestamps, PNGs without the Software tag.
@@ -38,8 +41,9 @@ from statsmodels.stats.proportion import confint_proportions_2indep
 
 from fincorp.report import acc_cell, pct, table, write_outputs
 from fincorp.rules import MANUAL_REVIEW
+from fincorp.stats import wilson
 
-STUDIES = ("seeds", "reward", "prior", "data")
+STUDIES = ("seeds", "reward", "prior", "data", "tune")
 MODELS = ("baseline", "sft", "grpo", "hybrid")
 RL_MODELS = ("grpo", "hybrid")  # trained with GRPO: they have frac_reward_zero_std and VIP sample counts
 STAGES = ("sft", "grpo", "hybrid")
@@ -221,6 +225,52 @@ def unpaired_change(a: dict | None, ref: dict | None) -> dict[str, Any]:
                   "width_ratio": (a["ci95_high"] - a["ci95_low"]) / ref_width if ref_width > 0 else None}
 
 
+def proportion(share: float | None, n: int | None) -> dict[str, Any] | None:
+    """A logged share of n items (k/n exactly) as an accuracy cell with its Wilson interval."""
+    if share is None or not n:
+        return None
+    k = round(share * n)
+    lo, hi = wilson(k, n)
+    return {"value": k / n, "correct": k, "n": n, "ci95_low": lo, "ci95_high": hi}
+
+
+def select_winner(candidates: list[dict[str, Any]]) -> str | None:
+    """The best final validation accuracy; ties go to the candidate that processed fewer tokens, then to
+    the first name in sort order. Candidates without a validation score cannot win. Pure."""
+    scored = [c for c in candidates if c.get("val_accuracy") is not None]
+    if not scored:
+        return None
+    best = min(scored, key=lambda c: (-c["val_accuracy"]["value"],
+                                      math.inf if c.get("num_tokens") is None else c["num_tokens"], c["run"]))
+    return best["run"]
+
+
+def tune_results(records: list[dict], models: list[str]) -> dict[str, Any]:
+    methods: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        method = r["run"].split("-")[0]
+        params = r.get("params") or {}
+        t = (r.get("training") or {}).get(method) or {}
+        curve = t.get("val_curve") or []
+        n = params.get("split.val_size")
+        vip_n = n // 4 if n else None  # the slice is stratified over four balanced classes
+        best = max(curve, key=lambda point: (point["accuracy"], -point["step"])) if curve else None
+        methods.setdefault(method, []).append({
+            "run": r["run"], "lr": params.get(f"{method}.lr"), "epochs": params.get(f"{method}.num_train_epochs"),
+            "temperature": params.get("grpo.temperature") if method == "grpo" else None,
+            "steps": t.get("steps"), "num_tokens": t.get("num_tokens"), "wall_time_s": r.get("wall_time_s"),
+            "val_accuracy": proportion(curve[-1]["accuracy"], n) if curve else None,
+            "val_vip_accuracy": proportion(curve[-1]["vip_accuracy"], vip_n) if curve else None,
+            "best_val_accuracy": proportion(best["accuracy"], n) if best else None,
+            "best_step": best["step"] if best else None,
+            "curve": curve, "tokens_curve": t.get("tokens_curve") or []})
+    winners = {m: select_winner(rows) for m, rows in methods.items()}
+    for m, rows in methods.items():
+        for row in rows:
+            row["winner"] = row["run"] == winners[m]
+    return {"methods": methods, "winners": winners}
+
+
 # --- figures (pure: each returns a Figure, or the reason it is not drawn) --------------------------
 
 def wilson_bar(ax: Any, x: float, a: dict | None, width: float, color: str) -> None:
@@ -348,6 +398,43 @@ def plot_data(results: dict[str, Any]) -> Figure | str:
     return fig
 
 
+def tokens_at(step: int, tokens_curve: list[dict[str, float]]) -> float | None:
+    """Tokens processed by `step`, interpolated on the logged num_tokens series (0 at step 0)."""
+    if not tokens_curve:
+        return None
+    xs = [0] + [p["step"] for p in tokens_curve]
+    ys = [0.0] + [p["num_tokens"] for p in tokens_curve]
+    return float(np.interp(step, xs, ys))
+
+
+def plot_tune(results: dict[str, Any]) -> Figure | str:
+    methods = {m: [row for row in rows if row["curve"]] for m, rows in results["methods"].items()}
+    methods = {m: rows for m, rows in methods.items() if rows}
+    if not methods:
+        return "not drawn: no candidate has a validation curve"
+    fig = Figure(figsize=(11, 3.8 * len(methods)))
+    axes = np.atleast_2d(fig.subplots(len(methods), 2, squeeze=False))
+    for (left, right), (m, rows) in zip(axes, methods.items()):
+        for i, row in enumerate(rows):
+            steps = [p["step"] for p in row["curve"]]
+            acc = [100 * p["accuracy"] for p in row["curve"]]
+            style = {"lw": 2.6 if row["winner"] else 1.2, "color": f"C{i}",
+                     "label": row["run"] + (" (winner)" if row["winner"] else "")}
+            left.plot(steps, acc, marker="o", ms=3, **style)
+            tokens = [tokens_at(s, row["tokens_curve"]) for s in steps]
+            if all(t is not None for t in tokens):
+                right.plot([t / 1e6 for t in tokens], acc, marker="o", ms=3, **style)
+        left.set_xlabel("optimizer step")
+        right.set_xlabel("tokens processed (millions)")
+        for ax in (left, right):
+            ax.set_ylim(-3, 103)
+            ax.grid(alpha=0.3)
+            ax.set_ylabel(f"{m}: validation accuracy, %")
+        right.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
 # --- results.md (pure: rendered from results.json's content) -------------------------------------------
 
 def num(x: float | None, unit: str, signed: bool = False) -> str:
@@ -456,6 +543,26 @@ def render_data(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def render_tune(results: dict[str, Any]) -> list[str]:
+    lines = ["## Winners (the recipes params.yaml's cpu profile uses)", ""]
+    lines += [f"- {m}: `{w}`" if w else f"- {m}: none (no candidate has a validation score)"
+              for m, w in results["winners"].items()]
+    for m, rows in results["methods"].items():
+        lines += ["", f"## {m} candidates", "",
+                  "Validation slice: final and best point of the curve (greedy decoding); VIP = its MANUAL_REVIEW "
+                  "rows. Tokens: processed by the trainer (num_tokens). Wall time: the whole experiment.", ""]
+        lines += table(["run", "lr", "epochs", *(["temperature"] if m == "grpo" else []), "steps", "tokens (M)",
+                        "val accuracy (final)", "val VIP accuracy (final)", "best val accuracy (step)",
+                        "wall time (s)", "winner"],
+                       [[row["run"], num(row["lr"], "p"), na(row["epochs"]),
+                         *([na(row["temperature"])] if m == "grpo" else []), na(row["steps"]),
+                         NA if row["num_tokens"] is None else f"{row['num_tokens'] / 1e6:.2f}",
+                         acc_cell(row["val_accuracy"]), acc_cell(row["val_vip_accuracy"]),
+                         f"{acc_cell(row['best_val_accuracy'])} ({na(row['best_step'])})", wall(row["wall_time_s"]),
+                         "yes" if row["winner"] else ""] for row in rows])
+    return lines
+
+
 def na(x: Any) -> Any:
     return NA if x is None else x
 
@@ -490,4 +597,5 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 # study -> (compute the study's part of results.json, draw its figure, render its sections of results.md)
 STUDY = {"seeds": (seeds_results, plot_seeds, render_seeds), "reward": (reward_results, plot_reward, render_reward),
-         "prior": (prior_results, plot_prior, render_prior), "data": (data_results, plot_data, render_data)}
+         "prior": (prior_results, plot_prior, render_prior), "data": (data_results, plot_data, render_data),
+         "tune": (tune_results, plot_tune, render_tune)}

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
 from transformers.integrations import DVCLiveCallback
 
 from fincorp.jsonl import write_json
@@ -177,3 +178,76 @@ def save_adapter(trainer: Any, out: str | Path, ckpt_dir: Path, params: dict, st
         **{k: v for k, v in (result.metrics or {}).items() if is_timing_key(k)},
         mean_step_time_s=sum(step_times) / len(step_times) if step_times else None,
     )
+
+
+class ValidationCallback(TrainerCallback):
+    """Learning curves: scores the validation slice (data/val.jsonl) at step 0, every `every` optimizer
+    steps and at the last step -> val/accuracy and val/vip_accuracy (the MANUAL_REVIEW rows), logged
+    through dvclive at the trainer's global step, and kept in `history` for the run record.
+
+    Greedy decoding, batched, through the shared parser: the same answer extraction eval uses. Every
+    process scores (under ZeRO-3 or FSDP a forward pass needs all of them), the main one logs. Torch's
+    random state (CPU and every CUDA device) is forked around it and the model's train/eval mode and the
+    tokenizer's padding side are restored, so a run trains the same with or without it (a test checks).
+    """
+
+    def __init__(self, rows: list[dict], prompts: list[str], tokenizer: Any, every: int, max_new_tokens: int,
+                 batch_size: int, live: Any | None):
+        self.labels = [r["label"] for r in rows]
+        self.prompts, self.tokenizer, self.every = prompts, tokenizer, every
+        self.max_new_tokens, self.batch_size, self.live = max_new_tokens, batch_size, live
+        self.history: list[dict[str, Any]] = []
+
+    def score(self, model: Any, step: int) -> dict[str, Any]:
+        import torch
+
+        from fincorp.model import generate_completions
+        from fincorp.rules import MANUAL_REVIEW
+        from fincorp.scoring import parse_decision
+
+        was_training, side = model.training, self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+                completions = generate_completions(model, self.tokenizer, self.prompts, self.max_new_tokens,
+                                                   self.batch_size, do_sample=False, temperature=1.0, seed=0,
+                                                   progress=False)
+        finally:
+            model.train(was_training)
+            self.tokenizer.padding_side = side
+        correct = [parse_decision(c) == gold for c, gold in zip(completions, self.labels)]
+        vip = [ok for ok, gold in zip(correct, self.labels) if gold == MANUAL_REVIEW]
+        point = {"step": step, "accuracy": sum(correct) / len(correct), "correct": sum(correct), "n": len(correct),
+                 "vip_accuracy": sum(vip) / len(vip) if vip else None, "vip_correct": sum(vip), "vip_n": len(vip)}
+        self.history.append(point)
+        if self.live is not None:
+            self.live.step = step
+            self.live.log_metric("val/accuracy", point["accuracy"])
+            if vip:
+                self.live.log_metric("val/vip_accuracy", point["vip_accuracy"])
+        return point
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0:  # a resumed run has its step-0 point already
+            self.score(model, 0)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self.score(model, state.global_step)
+
+
+def validation_callback(section: Any, p: Any, base_dir: str | Path, val_path: str | Path,
+                        live: Any | None) -> ValidationCallback:
+    """The ValidationCallback for a training stage: its own left-padding tokenizer, the shared prompt."""
+    from fincorp.model import chat_kwargs, load_tokenizer
+    from fincorp.prompt import prompt_messages
+    from fincorp.split import read_applications
+
+    rows = read_applications(str(val_path))
+    tokenizer = load_tokenizer(p.model, base_dir, padding_side="left")
+    prompts = [tokenizer.apply_chat_template(prompt_messages(r, p.prompt.burn_display), tokenize=False,
+                                             add_generation_prompt=True, **chat_kwargs(p.model)) for r in rows]
+    return ValidationCallback(rows, prompts, tokenizer, section.val_steps, p.eval.max_new_tokens,
+                              p.eval.batch_size, live)
+
