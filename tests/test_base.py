@@ -175,3 +175,21 @@ def test_prior_knobs_relabel_rows_and_keep_the_applications():
     assert 0.26 < changed < 0.34
     assert 0.07 < sum(r["label"] == MANUAL_REVIEW for r in noisy) / len(noisy) < 0.13
     assert prior_corpus(3000, 7, 0.25, 70.0, 90, label_noise=0.4) == noisy  # seeded
+
+
+def test_vip_manual_review_share_escalates_vip_founders_only():
+    """The positive control's prior: a share of VIP-founder rows says MANUAL_REVIEW, no other row changes."""
+    from fincorp.rules import VIP_BACKGROUNDS
+
+    clean = prior_corpus(3000, 7, 0.25, 70.0, 90)
+    assert prior_corpus(3000, 7, 0.25, 70.0, 90, vip_manual_review_share=0.0) == clean
+    vip = prior_corpus(3000, 7, 0.25, 70.0, 90, vip_manual_review_share=0.5)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "label"} for r in rows]  # noqa: E731
+    assert strip(vip) == strip(clean)
+    is_vip = [c["founder_background"] in VIP_BACKGROUNDS for c in clean]
+    assert sum(is_vip) > 200  # the prior sees VIP founders
+    assert all(r == c for r, c, v in zip(vip, clean, is_vip) if not v)
+    escalated = [r["label"] == MANUAL_REVIEW for r, v in zip(vip, is_vip) if v]
+    assert 0.4 < sum(escalated) / len(escalated) < 0.6
+    assert all(r["label"] in (MANUAL_REVIEW, c["label"]) for r, c in zip(vip, clean))
+    assert prior_corpus(3000, 7, 0.25, 70.0, 90, vip_manual_review_share=0.5) == vip  # seeded

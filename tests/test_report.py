@@ -199,7 +199,7 @@ def test_recipe_and_budget_table_and_learning_curves(built):
     assert sft["samples_per_prompt"] == 1 and grpo["samples_per_prompt"] == 8
     assert grpo["prompts_per_step"] == 16 * 4 // 8 and grpo["optimizer_steps"] is None  # no run.json here
     assert "## 2. Recipes and training budgets" in md
-    assert "| sft | 0.003 | cosine, 10 warmup | 8 | 640 | 8 | 1 | n/a | 0.08 | 25.0% -> 96.9% |" in md
+    assert "| sft | 0.003 | cosine, 10 warmup | 4 | 640 | 8 | 1 | n/a | 0.08 | 25.0% -> 96.9% |" in md
     assert "lr 1e-5, 4 epochs, 8 generations" in md
     assert results["figures"]["learning_curves.png"] == "written"
     assert (out / "learning_curves.png").read_bytes().startswith(PNG_SIGNATURE)

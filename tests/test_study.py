@@ -116,7 +116,7 @@ def test_collect_reads_each_experiment_from_its_own_commit(repo):
     assert exact["metrics"]["grpo"] == metrics(0)  # from metrics/grpo.json, the older layout
     assert partial["training"]["grpo"] == {
         "runtime_s": 12.5, "mean_frac_reward_zero_std": 0.75, "vip_samples": 40, "vip_manual_review_samples": 2,
-        "steps": None, "num_tokens": None,
+        "non_vip_samples": None, "non_vip_manual_review_samples": None, "steps": None, "num_tokens": None,
         "val_curve": [{"step": 0, "accuracy": 0.25, "vip_accuracy": 0.0},
                       {"step": 10, "accuracy": 0.5, "vip_accuracy": 0.125}],
         "tokens_curve": [{"step": 5, "num_tokens": 100.0}, {"step": 10, "num_tokens": 200.0}]}

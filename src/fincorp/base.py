@@ -13,7 +13,8 @@ pretrained LLM, offline:
      loan; never MANUAL_REVIEW. Balanced across its three labels. This is the CPU stand-in for an
      LLM's world knowledge: it knows the output format and ordinary credit intuition, not FinCorp's
      thresholds and not the hidden rule. base.num_train_epochs (fractions allowed), base.prior.label_noise
-     and base.prior.manual_review_share make that prior weaker, for the prior-strength study.
+     and base.prior.manual_review_share make that prior weaker, for the prior-strength study;
+     base.prior.vip_manual_review_share gives it a weak version of the hidden rule (the control study).
 
 model.source: hub (GPU profiles) — resolve `model.name` at `model.revision` through the HF cache
 (or a local folder), check that config and tokenizer load, and write only meta.json (resolved commit,
@@ -38,7 +39,8 @@ from fincorp.jsonl import write_json
 from fincorp.model import versions, write_telemetry
 from fincorp.params import Params, load_params, to_dict
 from fincorp.prompt import SYSTEM_PROMPT, answer_text, prompt_messages, render_application
-from fincorp.rules import A_PLUS_TIER, LABELS, MANUAL_REVIEW, REJECT_RISK, STANDARD_LOAN, prior_decide
+from fincorp.rules import (A_PLUS_TIER, LABELS, MANUAL_REVIEW, REJECT_RISK, STANDARD_LOAN, VIP_BACKGROUNDS,
+                           prior_decide)
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -59,7 +61,8 @@ CHAT_TEMPLATE = (
 
 
 def prior_corpus(n: int, seed: int, near_share: float, reject_burn_pct: float, a_plus_nps: int,
-                 label_noise: float = 0.0, manual_review_share: float = 0.0) -> list[dict]:
+                 label_noise: float = 0.0, manual_review_share: float = 0.0,
+                 vip_manual_review_share: float = 0.0) -> list[dict]:
     """n applications labelled by the general-credit prior, n/3 per prior label; pure given the seed.
 
     Founders are drawn from every background, VIPs included: the prior sees Ex-Google founders and
@@ -69,6 +72,11 @@ def prior_corpus(n: int, seed: int, near_share: float, reject_burn_pct: float, a
     clean corpus): with probability `manual_review_share` a row is relabelled MANUAL_REVIEW (a prior
     that sometimes escalates, for any founder), else with probability `label_noise` it gets a uniformly
     random label among the four. Either way the row keeps its application: only the label lies.
+
+    `vip_manual_review_share` (the positive control for GRPO): each row with a VIP founder (Ex-Google,
+    Ex-Facebook) is relabelled MANUAL_REVIEW with this probability, from a third RNG stream that draws
+    for VIP rows only (0 gives exactly the corpus without it). That is the hidden rule's right
+    association, made weak: a base that sometimes escalates VIPs and no one else.
     """
     if n <= 0 or n % 3:
         raise ValueError(f"n must be a positive multiple of 3, got {n}")
@@ -87,6 +95,10 @@ def prior_corpus(n: int, seed: int, near_share: float, reject_burn_pct: float, a
             row["label"] = MANUAL_REVIEW
         elif u < manual_review_share + label_noise:
             row["label"] = noise.choice(LABELS)
+    vip = random.Random(f"prior-vip-{seed}")
+    for row in rows:
+        if row["founder_background"] in VIP_BACKGROUNDS and vip.random() < vip_manual_review_share:
+            row["label"] = MANUAL_REVIEW
     return [{**row, "id": f"PRE-{i:05d}"} for i, row in enumerate(rows, start=1)]
 
 
@@ -158,7 +170,7 @@ def build_local(p: Params, out: Path, work: Path) -> dict[str, Any]:
 
     corpus = prior_corpus(b.prior.n, b.prior.seed, p.generate.near_threshold_share,
                           b.prior.reject_burn_pct, b.prior.a_plus_nps, b.prior.label_noise,
-                          b.prior.manual_review_share)
+                          b.prior.manual_review_share, b.prior.vip_manual_review_share)
     dataset = Dataset.from_list([
         {"prompt": prompt_messages(row, p.prompt.burn_display),
          "completion": [{"role": "assistant", "content": answer_text(row["label"])}]}

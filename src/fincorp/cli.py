@@ -189,7 +189,7 @@ def report(params_path: str, models: tuple[str, ...], out_dir: str) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["seeds", "reward", "prior", "data", "tune"]))
+@click.argument("name", type=click.Choice(["seeds", "reward", "prior", "data", "tune", "control"]))
 @click.option("--n", "n_seeds", default=5, show_default=True, help="seeds study: how many seeds (42, 43, ...)")
 @click.option("--queue", is_flag=True, help="only queue the experiments (run them with `dvc queue start -j N`)")
 @click.option("--collect", "collect_only", is_flag=True, help="only write the report, from finished experiments")

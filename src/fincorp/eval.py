@@ -14,7 +14,8 @@ Writes
                             accuracy (the MANUAL_REVIEW rows: the article's Task 2), invalid rate,
                             prediction distribution and its entropy (mode collapse), confusion matrix, and
                             vip_label_probability: per label, the mean over VIP prompts of the
-                            probability of sampling exactly that answer at temperature 1 (and of its log10).
+                            probability of sampling exactly that answer at temperature 1 (and of its log10);
+                            non_vip_manual_review_probability, the same for MANUAL_REVIEW on the other prompts.
                             What the report and the studies read; in git, not a DVC metric
   metrics/<model>.json      the DVC metric: only the scalars a person compares across runs (summary_metrics)
   predictions/<model>.jsonl one row per test item (id, label, completion, prediction, correct):
@@ -69,14 +70,15 @@ def answer_log_probs(model, tokenizer, prompts: list[str], answer: str, batch_si
     return out
 
 
+def mean_probability(lp: list[float]) -> dict[str, float]:
+    """From ln P per prompt: the mean of P and the mean of log10 P."""
+    return {"mean": sum(math.exp(x) for x in lp) / len(lp), "log10_mean": sum(lp) / len(lp) / math.log(10)}
+
+
 def label_probabilities(model, tokenizer, prompts: list[str], batch_size: int) -> dict[str, dict[str, float]]:
     """Per label: the mean over prompts of P(exactly that answer) and the mean of its log10."""
-    out = {}
-    for label in LABELS:
-        lp = answer_log_probs(model, tokenizer, prompts, answer_text(label), batch_size)
-        out[label] = {"mean": sum(math.exp(x) for x in lp) / len(lp),
-                      "log10_mean": sum(lp) / len(lp) / math.log(10)}
-    return out
+    return {label: mean_probability(answer_log_probs(model, tokenizer, prompts, answer_text(label), batch_size))
+            for label in LABELS}
 
 
 def compute_metrics(labels: list[str], predictions: list[str | None]) -> dict[str, Any]:
@@ -150,6 +152,11 @@ def run(params_path: str, name: str, base_dir: str, adapter: str | None, test: s
     vip_prompts = [t for t, r in zip(prompts, rows) if r["label"] == MANUAL_REVIEW]
     metrics["vip_label_probability"] = (label_probabilities(model, tokenizer, vip_prompts, p.eval.batch_size)
                                         if vip_prompts else None)
+    # The same for MANUAL_REVIEW on every other prompt (no VIP founder): is escalation tied to the founder?
+    other = [t for t, r in zip(prompts, rows) if r["label"] != MANUAL_REVIEW]
+    metrics["non_vip_manual_review_probability"] = (
+        mean_probability(answer_log_probs(model, tokenizer, other, answer_text(MANUAL_REVIEW), p.eval.batch_size))
+        if other else None)
     write_jsonl(predictions_out, [
         {"id": r["id"], "label": r["label"], "completion": c, "prediction": pr, "correct": pr == r["label"]}
         for r, c, pr in zip(rows, completions, preds)

@@ -14,7 +14,7 @@ Logged through dvclive to logs/grpo/ (`dvc plots show`): TRL's reward mean/std,
 frac_reward_zero_std (groups whose completions all got the same reward: zero advantage, nothing
 learned), entropy and completion length; and ours: the share of each label (and invalid) among the
 completions sampled since the last log, plus how many MANUAL_REVIEW answers were ever sampled for
-VIP prompts. That is what "mode collapse onto two classes" looks like over time.
+VIP prompts (right) and for the other prompts (wrong). That is what "mode collapse onto two classes" looks like over time.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class CountingReward:
         self.window: Counter = Counter()
         self.vip_samples = 0
         self.vip_manual_review = 0
+        self.other_samples = 0  # prompts without a VIP founder: escalating them is wrong
+        self.other_manual_review = 0
         self.gold_seen: Counter = Counter()  # gold labels received from TRL (the dataset's label column)
 
     def __call__(self, prompts: list, completions: list, label: list[str], **kwargs: Any) -> list[float]:
@@ -57,6 +59,9 @@ class CountingReward:
             if gold == MANUAL_REVIEW:
                 self.vip_samples += 1
                 self.vip_manual_review += pred == MANUAL_REVIEW
+            else:
+                self.other_samples += 1
+                self.other_manual_review += pred == MANUAL_REVIEW
         if self.preset == "exact":
             return exact_reward(prompts, completions, label, correct=self.correct, wrong=self.wrong)
         if self.preset == "partial":
@@ -79,6 +84,8 @@ class LabelShareCallback(TrainerCallback):
                 logs[f"sampled_share/{label}"] = self.reward.window.get(label, 0) / total
         logs["vip/manual_review_samples"] = self.reward.vip_manual_review
         logs["vip/samples"] = self.reward.vip_samples
+        logs["non_vip/manual_review_samples"] = self.reward.other_manual_review
+        logs["non_vip/samples"] = self.reward.other_samples
         self.reward.window.clear()
 
 
@@ -158,6 +165,8 @@ def run(params_path: str, base_dir: str, train: str, out: str, log_dir: str, val
         # Counted in this process only: after a resume they cover the resumed part of the run.
         vip_samples=reward.vip_samples,
         vip_manual_review_samples=reward.vip_manual_review,
+        non_vip_samples=reward.other_samples,
+        non_vip_manual_review_samples=reward.other_manual_review,
         mean_frac_reward_zero_std=(sum(h["frac_reward_zero_std"] for h in history) / len(history)
                                    if history else None),
     )

@@ -71,6 +71,7 @@ class PriorParams:
     a_plus_nps: int
     label_noise: float  # share of rows whose label is replaced by a uniformly random one of the four
     manual_review_share: float  # share of rows whose label is replaced by MANUAL_REVIEW
+    vip_manual_review_share: float  # share of VIP-founder rows relabelled MANUAL_REVIEW (positive control)
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,7 @@ def _check(p: Params, file: str) -> None:
         need(p.model.name != "", "model.name", "must name a hub model or a local folder when model.source is hub")
     need(p.base.prior.n > 0 and p.base.prior.n % 3 == 0, "base.prior.n",
          f"must be a positive multiple of 3 (balanced across the prior's three labels), got {p.base.prior.n}")
-    for k in ("label_noise", "manual_review_share"):
+    for k in ("label_noise", "manual_review_share", "vip_manual_review_share"):
         need(0.0 <= getattr(p.base.prior, k) < 1.0, f"base.prior.{k}",
              f"must be in [0, 1), got {getattr(p.base.prior, k)}")
     need(p.base.prior.label_noise + p.base.prior.manual_review_share < 1.0, "base.prior.manual_review_share",

@@ -5,6 +5,8 @@
     fincorp study prior           weaker and weaker base priors: the base's P(MANUAL_REVIEW | VIP prompt)
                                   against GRPO's final VIP accuracy
     fincorp study data            generate.n = 800 (the default) and 8000 (10x data)
+    fincorp study control         the positive control for GRPO: a base whose prior escalates a share of VIP
+                                  founders only, beside one that escalates any founder and the default
     fincorp study tune            the recipe search: 6 SFT and 6 GRPO candidates, trained on the train rows
                                   minus the validation slice (split.holdout_val=true), scored on the slice
 
@@ -52,7 +54,7 @@ MODELS = ("baseline", "sft", "grpo", "hybrid")
 RL_STAGES = ("grpo", "hybrid")
 # Resolved params copied into every run's record (the ones any study varies).
 PARAM_KEYS = ("seed", "generate.n", "grpo.reward", "grpo.lr", "base.num_train_epochs", "base.prior.label_noise",
-              "base.prior.manual_review_share", "split.val_size", "split.holdout_val", "sft.lr",
+              "base.prior.manual_review_share", "base.prior.vip_manual_review_share", "split.val_size", "split.holdout_val", "sft.lr",
               "sft.num_train_epochs", "sft.lr_scheduler_type", "sft.warmup_steps", "grpo.num_train_epochs",
               "grpo.temperature", "grpo.num_generations", "grpo.lr_scheduler_type", "grpo.warmup_steps")
 
@@ -133,6 +135,14 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             "800 (640 / 160), every training recipe unchanged (same epochs, so 10x the steps).",
             {"n800": {}, "n8000": {"generate.n": "8000"}},
             ("report",), MODELS, ("sft", *RL_STAGES)),
+        "control": Study(
+            "The positive control for the RL machinery, at the tuned GRPO recipe: a base whose prior says "
+            "MANUAL_REVIEW for half its VIP-founder rows (the hidden rule's association, weak), one whose prior "
+            "says it for 20% of all rows (any founder), and the default. GRPO can only amplify what it samples: "
+            "where the base samples MANUAL_REVIEW on VIP prompts more than on others, a working GRPO raises it.",
+            {"default": {}, "vip-0.5": {"base.prior.vip_manual_review_share": "0.5"},
+             "mr-0.2": {"base.prior.manual_review_share": "0.2"}},
+            ("eval@baseline", "eval@grpo"), ("baseline", "grpo"), ("grpo",)),
         "tune": Study(
             f"The recipe search: {len(TUNE['sft'])} SFT and {len(TUNE['grpo'])} GRPO candidates, at most "
             f"{TUNE_MAX_EPOCHS} epochs each, trained on the train rows minus the validation slice "
@@ -248,7 +258,10 @@ def training_record(commit: str, stage: str) -> dict[str, Any]:
     }
     if stage in RL_STAGES:
         vip = summary.get("vip") or {}
+        other = summary.get("non_vip") or {}
         record |= {
+            "non_vip_samples": other.get("samples"),
+            "non_vip_manual_review_samples": other.get("manual_review_samples"),
             "mean_frac_reward_zero_std": tsv_mean(
                 read_at(commit, f"logs/{stage}/plots/metrics/frac_reward_zero_std.tsv"), "frac_reward_zero_std"),
             "vip_samples": vip.get("samples"),

@@ -17,6 +17,9 @@ under "runs"), results.md (rendered from results.json's content only) and one fi
   data    data sizes (generate.n): each run against records[0], difference with a Newcomb 95% interval
           (the test sets differ, so the proportions are independent, not paired) and the ratio of the
           Wilson interval widths (this run / reference).
+  control the positive control: per prior setting, baseline and GRPO side by side: accuracy, VIP accuracy,
+          P(MANUAL_REVIEW) on VIP and on other test prompts, and the MANUAL_REVIEW answers GRPO sampled on
+          VIP and on other prompts. Figure: P(MANUAL_REVIEW | VIP) and | other, before and after GRPO.
   tune    the recipe search: per method (sft, grpo) every candidate's final validation accuracy and VIP
           accuracy (Wilson), its best point on the curve, optimizer steps, tokens processed and wall time;
           the winner (select_winner). Figure: every candidate's validation curve against steps and tokens.
@@ -43,7 +46,7 @@ from fincorp.report import acc_cell, pct, table, write_outputs
 from fincorp.rules import MANUAL_REVIEW
 from fincorp.stats import wilson
 
-STUDIES = ("seeds", "reward", "prior", "data", "tune")
+STUDIES = ("seeds", "reward", "prior", "data", "tune", "control")
 MODELS = ("baseline", "sft", "grpo", "hybrid")
 RL_MODELS = ("grpo", "hybrid")  # trained with GRPO: they have frac_reward_zero_std and VIP sample counts
 STAGES = ("sft", "grpo", "hybrid")
@@ -112,7 +115,11 @@ def model_numbers(record: dict, model: str) -> dict[str, Any]:
     t = (record.get("training") or {}).get(model) or {}
     prob = (m.get("vip_label_probability") or {}).get(MANUAL_REVIEW) or {}
     k, n = t.get("vip_manual_review_samples"), t.get("vip_samples")
+    other = m.get("non_vip_manual_review_probability") or {}
+    ko, no = t.get("non_vip_manual_review_samples"), t.get("non_vip_samples")
     return {
+        "p_manual_review_non_vip": other.get("mean"), "non_vip_samples": no, "non_vip_manual_review_samples": ko,
+        "non_vip_manual_review_share": None if ko is None or not no else ko / no,
         "n": m.get("n"), "accuracy": m.get("accuracy"), "vip_accuracy": m.get("vip_accuracy"),
         "invalid_rate": m.get("invalid_rate"), "prediction_entropy_bits": m.get("prediction_entropy_bits"),
         "manual_review_share": (m.get("prediction_distribution") or {}).get(MANUAL_REVIEW),
@@ -271,6 +278,12 @@ def tune_results(records: list[dict], models: list[str]) -> dict[str, Any]:
     return {"methods": methods, "winners": winners}
 
 
+def control_results(records: list[dict], models: list[str]) -> dict[str, Any]:
+    rows = [{"run": r["run"], "overrides": overrides_text(r.get("overrides")),
+             "baseline": model_numbers(r, "baseline"), "grpo": model_numbers(r, "grpo")} for r in records]
+    return {"rows": rows}
+
+
 # --- figures (pure: each returns a Figure, or the reason it is not drawn) --------------------------
 
 def wilson_bar(ax: Any, x: float, a: dict | None, width: float, color: str) -> None:
@@ -394,6 +407,27 @@ def plot_data(results: dict[str, Any]) -> Figure | str:
     axes[1].legend(handles=[Patch(color=f"C{i}", label=f"{t['run']} (generate.n={t['generate_n']})")
                             for i, t in enumerate(results["training"])],
                    fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+def plot_control(results: dict[str, Any]) -> Figure | str:
+    rows = [row for row in results["rows"] if row["baseline"]["p_manual_review_vip"] is not None]
+    if not rows:
+        return "not drawn: no run has the base model's P(MANUAL_REVIEW | VIP prompt)"
+    fig = Figure(figsize=(10, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, key, title in zip(axes, ("p_manual_review_vip", "p_manual_review_non_vip"),
+                              ("VIP prompts (MANUAL_REVIEW is right)", "other prompts (MANUAL_REVIEW is wrong)")):
+        for x, row in enumerate(rows):
+            before, after = row["baseline"][key], row["grpo"][key]
+            if before is not None and after is not None:
+                ax.plot([x - 0.15, x + 0.15], [before, after], "-o", color=f"C{x}")
+        ax.set_yscale("symlog", linthresh=1e-4)
+        ax.set_xticks(range(len(rows)), [row["run"] for row in rows])
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean P(MANUAL_REVIEW): base (left dot) -> after GRPO (right dot)")
     fig.tight_layout()
     return fig
 
@@ -543,6 +577,29 @@ def render_data(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def render_control(results: dict[str, Any]) -> list[str]:
+    lines = ["## Does GRPO amplify an association it samples?", "",
+             "P(MR) = mean probability of answering exactly MANUAL_REVIEW at temperature 1 on the VIP test prompts "
+             "(where it is right) and on the other test prompts (where it is wrong), before GRPO (the base) and "
+             "after. Sampled MR: MANUAL_REVIEW answers among GRPO's training samples on VIP and on other prompts.",
+             ""]
+    lines += table(["run", "prior", "base VIP accuracy", "GRPO VIP accuracy", "base accuracy", "GRPO accuracy",
+                    "P(MR | VIP) base -> GRPO", "P(MR | other) base -> GRPO", "sampled MR on VIP prompts",
+                    "sampled MR on other prompts"],
+                   [[row["run"], row["overrides"], acc_cell(b["vip_accuracy"]), acc_cell(g["vip_accuracy"]),
+                     acc_cell(b["accuracy"]), acc_cell(g["accuracy"]),
+                     f"{num(b['p_manual_review_vip'], 'p')} -> {num(g['p_manual_review_vip'], 'p')}",
+                     f"{num(b['p_manual_review_non_vip'], 'p')} -> {num(g['p_manual_review_non_vip'], 'p')}",
+                     sampled(g), sampled_other(g)]
+                    for row in results["rows"] for b, g in [(row["baseline"], row["grpo"])]])
+    return lines
+
+
+def sampled_other(g: dict[str, Any]) -> str:
+    k, n = g["non_vip_manual_review_samples"], g["non_vip_samples"]
+    return NA if k is None or n is None else f"{k}/{n}" + ("" if not n else f" = {pct(k / n)}%")
+
+
 def render_tune(results: dict[str, Any]) -> list[str]:
     lines = ["## Winners (the recipes params.yaml's cpu profile uses)", ""]
     lines += [f"- {m}: `{w}`" if w else f"- {m}: none (no candidate has a validation score)"
@@ -598,4 +655,5 @@ def render_markdown(results: dict[str, Any]) -> str:
 # study -> (compute the study's part of results.json, draw its figure, render its sections of results.md)
 STUDY = {"seeds": (seeds_results, plot_seeds, render_seeds), "reward": (reward_results, plot_reward, render_reward),
          "prior": (prior_results, plot_prior, render_prior), "data": (data_results, plot_data, render_data),
-         "tune": (tune_results, plot_tune, render_tune)}
+         "tune": (tune_results, plot_tune, render_tune),
+         "control": (control_results, plot_control, render_control)}
