@@ -50,9 +50,13 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
 def test_fresh_clone_reproduces_the_reference_run_bit_for_bit(clone):
     path, env, seconds = clone
     print(f"fresh-clone dvc repro: {seconds:.0f} s")
-    changed = sh(["git", "status", "--porcelain", "--", "metrics", "eval", "predictions", "plots"], path, env).stdout
-    diff = sh(["git", "diff", "--stat", "--", "metrics", "eval", "predictions", "plots"], path, env).stdout
+    # The whole tree: every tracked file (dvc.lock's hashes, logs, reports, figures) and nothing new that
+    # git does not ignore; telemetry/ (wall times, memory) is the one place allowed to differ, and is ignored.
+    changed = sh(["git", "status", "--porcelain"], path, env).stdout
+    diff = sh(["git", "diff", "--stat"], path, env).stdout
     assert changed == "", f"the reproduction differs from the committed reference run:\n{changed}\n{diff}"
+    assert stale_stages(path, env) == set()
+    assert (path / "telemetry" / "grpo.json").is_file()  # the timings went somewhere, not into an output
 
 
 def test_sft_still_learns_the_hidden_rule_from_the_default_base(clone):
@@ -121,6 +125,15 @@ def test_one_grpo_param_reruns_only_the_rl_stages_their_evals_and_the_report(clo
         assert stale_stages(path, env) == set()
 
 
+def test_exp_run_with_the_committed_params_changes_nothing(clone):
+    """An experiment whose params equal the committed ones restores every stage and leaves the tree clean."""
+    path, env, _ = clone
+    out = sh(["dvc", "exp", "run", "-n", "same-params"], path, env).stdout
+    assert "Running stage" not in out, out[-3000:]
+    assert sh(["git", "status", "--porcelain"], path, env).stdout == ""
+    assert stale_stages(path, env) == set()
+
+
 def test_exp_run_with_a_set_param_and_metrics_diff(clone):
     path, env, _ = clone
     sh(["dvc", "exp", "run", "-n", "lr5e-5", "-S", "grpo.lr=5e-5", "-S", "grpo.num_train_epochs=0.25"], path, env)
@@ -134,6 +147,10 @@ def test_exp_run_with_a_set_param_and_metrics_diff(clone):
     assert diff["params.yaml"]["grpo.lr"]["new"] == 5e-5
     metrics = json.loads(sh(["dvc", "metrics", "diff", "--json"], path, env).stdout)
     assert "metrics/grpo.json" in metrics or metrics == {}  # empty when the shorter run scores the same
+    # What users compare runs with: one param, the metrics that changed, nothing else, on one screen.
+    table = sh(["dvc", "exp", "show", "--only-changed", "--no-pager", "--csv"], path, env).stdout.splitlines()
+    columns = table[0].split(",")
+    assert "grpo.lr" in columns and not [c for c in columns if c.startswith(("telemetry", "logs/eval"))], columns
     sh(["git", "checkout", "--", "."], path, env)
     sh(["dvc", "checkout", "-q"], path, env)
 
