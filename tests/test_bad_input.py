@@ -120,8 +120,8 @@ def test_a_model_that_emits_garbage_is_scored_invalid(tiny_workspace, tmp_path, 
 
     monkeypatch.setattr(eval_stage, "generate_completions", lambda model, tok, prompts, *a, **k: [garbage] * len(prompts))
     eval_stage.run(str(tiny_workspace / "params.yaml"), "garbage", str(tiny_workspace / "models/base"), None,
-                   str(tiny_workspace / "data/test.jsonl"), str(tmp_path / "m.json"), str(tmp_path / "p.jsonl"),
-                   str(tmp_path / "c.json"), str(tmp_path / "l.json"))
-    metrics = json.loads((tmp_path / "m.json").read_text())
+                   str(tiny_workspace / "data/test.jsonl"), str(tmp_path / "s.json"), str(tmp_path / "m.json"),
+                   str(tmp_path / "p.jsonl"), str(tmp_path / "c.json"), str(tmp_path / "t.json"))
+    metrics = json.loads((tmp_path / "m.json").read_text())  # the full record
     assert metrics["invalid_rate"] == 1.0 and metrics["accuracy"]["value"] == 0.0
     assert metrics["prediction_distribution"]["INVALID"] == 1.0
