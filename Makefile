@@ -35,7 +35,8 @@ test-fast: setup
 reproduce: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest tests/test_pipeline.py -v -s
 
-# One study as DVC experiments -> reports/studies/$(STUDY)/ (README "Studies"): seeds, reward, prior or data.
+# One study as DVC experiments -> reports/studies/$(STUDY)/ (docs/studies.md): seeds, reward, prior, data,
+# tune or control.
 #   make study STUDY=seeds ARGS="--n 5"
 STUDY ?= seeds
 ARGS ?=
