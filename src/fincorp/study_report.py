@@ -42,9 +42,8 @@ from matplotlib.patches import Patch
 from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from fincorp.report import acc_cell, pct, table, write_outputs
+from fincorp.report import acc_cell, pct, proportion, table, write_outputs
 from fincorp.rules import MANUAL_REVIEW
-from fincorp.stats import wilson
 
 STUDIES = ("seeds", "reward", "prior", "data", "tune", "control")
 MODELS = ("baseline", "sft", "grpo", "hybrid")
@@ -232,13 +231,9 @@ def unpaired_change(a: dict | None, ref: dict | None) -> dict[str, Any]:
                   "width_ratio": (a["ci95_high"] - a["ci95_low"]) / ref_width if ref_width > 0 else None}
 
 
-def proportion(share: float | None, n: int | None) -> dict[str, Any] | None:
+def logged_share(share: float | None, n: int | None) -> dict[str, Any] | None:
     """A logged share of n items (k/n exactly) as an accuracy cell with its Wilson interval."""
-    if share is None or not n:
-        return None
-    k = round(share * n)
-    lo, hi = wilson(k, n)
-    return {"value": k / n, "correct": k, "n": n, "ci95_low": lo, "ci95_high": hi}
+    return None if share is None or not n else proportion(round(share * n), n)
 
 
 def select_winner(candidates: list[dict[str, Any]]) -> str | None:
@@ -266,9 +261,9 @@ def tune_results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "run": r["run"], "lr": params.get(f"{method}.lr"), "epochs": params.get(f"{method}.num_train_epochs"),
             "temperature": params.get("grpo.temperature") if method == "grpo" else None,
             "steps": t.get("steps"), "num_tokens": t.get("num_tokens"), "wall_time_s": r.get("wall_time_s"),
-            "val_accuracy": proportion(curve[-1]["accuracy"], n) if curve else None,
-            "val_vip_accuracy": proportion(curve[-1]["vip_accuracy"], vip_n) if curve else None,
-            "best_val_accuracy": proportion(best["accuracy"], n) if best else None,
+            "val_accuracy": logged_share(curve[-1]["accuracy"], n) if curve else None,
+            "val_vip_accuracy": logged_share(curve[-1]["vip_accuracy"], vip_n) if curve else None,
+            "best_val_accuracy": logged_share(best["accuracy"], n) if best else None,
             "best_step": best["step"] if best else None,
             "curve": curve, "tokens_curve": t.get("tokens_curve") or []})
     winners = {m: select_winner(rows) for m, rows in methods.items()}
@@ -480,8 +475,9 @@ def num(x: float | None, unit: str, signed: bool = False) -> str:
             "p": f"{x:.3g}", "log10": f"{x:.2f}", "s": f"{x:.1f}"}[unit]
 
 
-def sampled(g: dict[str, Any]) -> str:
-    k, n = g["vip_manual_review_samples"], g["vip_samples"]
+def sampled(g: dict[str, Any], prompts: str = "vip") -> str:
+    """MANUAL_REVIEW answers among GRPO's samples on `prompts` ("vip" or "non_vip"): k/n = share."""
+    k, n = g[f"{prompts}_manual_review_samples"], g[f"{prompts}_samples"]
     return NA if k is None or n is None else f"{k}/{n}" + ("" if not n else f" = {pct(k / n)}%")
 
 
@@ -590,14 +586,9 @@ def render_control(results: dict[str, Any]) -> list[str]:
                      acc_cell(b["accuracy"]), acc_cell(g["accuracy"]),
                      f"{num(b['p_manual_review_vip'], 'p')} -> {num(g['p_manual_review_vip'], 'p')}",
                      f"{num(b['p_manual_review_non_vip'], 'p')} -> {num(g['p_manual_review_non_vip'], 'p')}",
-                     sampled(g), sampled_other(g)]
+                     sampled(g), sampled(g, "non_vip")]
                     for row in results["rows"] for b, g in [(row["baseline"], row["grpo"])]])
     return lines
-
-
-def sampled_other(g: dict[str, Any]) -> str:
-    k, n = g["non_vip_manual_review_samples"], g["non_vip_samples"]
-    return NA if k is None or n is None else f"{k}/{n}" + ("" if not n else f" = {pct(k / n)}%")
 
 
 def render_tune(results: dict[str, Any]) -> list[str]:
