@@ -104,7 +104,8 @@ def stale_stages(path: Path, env: dict) -> set[str]:
 
 
 def test_one_grpo_param_reruns_only_the_rl_stages_their_evals_and_the_report(clone):
-    """grpo and hybrid share the `grpo:` section: both rerun; sft, base and data do not."""
+    """grpo and hybrid share the `grpo:` section: both rerun; sft, base and data do not. The report reads the
+    section too (its recipe-and-budget table), so `dvc status` names it beside them."""
     path, env, _ = clone
     assert stale_stages(path, env) == set()
     params = OmegaConf.load(path / "params.yaml")
@@ -112,8 +113,8 @@ def test_one_grpo_param_reruns_only_the_rl_stages_their_evals_and_the_report(clo
     params.grpo.num_train_epochs = 0.1  # a short run: what matters is which stages run
     OmegaConf.save(params, path / "params.yaml")
     try:
-        # `dvc status` names the stage whose own deps changed ...
-        assert stale_stages(path, env) == {"grpo", "hybrid"}
+        # `dvc status` names the stages whose own deps changed ...
+        assert stale_stages(path, env) == {"grpo", "hybrid", "report"}
         # ... and a real repro reruns it and exactly what depends on its outputs.
         out = sh(["dvc", "repro"], path, env).stdout
         ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}

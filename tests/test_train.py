@@ -47,6 +47,7 @@ def test_dvclive_curves_hold_no_timings(tmp_path, monkeypatch):
 class FakeModel:
     def save_pretrained(self, folder, safe_serialization):
         (Path(folder) / "adapter_model.safetensors").write_bytes(b"weights")
+        (Path(folder) / "adapter_config.json").write_text('{"target_modules": ["v_proj", "q_proj"]}')
 
 
 def fake_run(log_history):
@@ -85,3 +86,18 @@ def test_telemetry_path_can_be_given(tmp_path, monkeypatch):
     telemetry = json.loads((tmp_path / "t" / "x.json").read_text())
     assert telemetry["resumed_from"] is None and telemetry["mean_step_time_s"] is None
     assert not (tmp_path / "telemetry").exists()
+
+
+def test_adapter_config_is_written_the_same_whatever_the_set_order(tmp_path):
+    """PEFT writes target_modules in set order (per-process string hashing); save_adapter sorts them."""
+    import json
+
+    from fincorp.train import stable_adapter_config
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"r": 16, "target_modules": ["v_proj", "lm_head", "q_proj"]}))
+    b.write_text(json.dumps({"target_modules": ["q_proj", "v_proj", "lm_head"], "r": 16}))
+    stable_adapter_config(a)
+    stable_adapter_config(b)
+    assert a.read_bytes() == b.read_bytes()
+    assert json.loads(a.read_text()) == {"r": 16, "target_modules": ["lm_head", "q_proj", "v_proj"]}

@@ -140,6 +140,16 @@ def is_main_process() -> bool:
     return PartialState().is_main_process
 
 
+def stable_adapter_config(path: Path) -> None:
+    """Rewrite PEFT's adapter_config.json with target_modules sorted. PEFT keeps them as a set and writes it
+    in set order, which follows Python's per-process string hashing: the same adapter would otherwise get
+    a different file, and a different DVC hash, on every run."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    write_json(path, config)
+
+
 def save_adapter(trainer: Any, out: str | Path, ckpt_dir: Path, params: dict, started: float, result: Any,
                  resumed_from: str | None = None, telemetry: str | Path | None = None, **extra: Any) -> None:
     """Adapter (safetensors) + run.json into `out`, moved into place whole; then drop the checkpoints.
@@ -160,6 +170,7 @@ def save_adapter(trainer: Any, out: str | Path, ckpt_dir: Path, params: dict, st
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     trainer.model.save_pretrained(tmp, safe_serialization=True)
+    stable_adapter_config(tmp / "adapter_config.json")
     write_json(tmp / "run.json", {
         "params": params,
         "versions": versions(),
