@@ -136,11 +136,14 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             {"n800": {}, "n8000": {"generate.n": "8000"}},
             ("report",), MODELS, ("sft", *RL_STAGES)),
         "control": Study(
-            "The positive control for the RL machinery, at the tuned GRPO recipe: a base whose prior says "
-            "MANUAL_REVIEW for half its VIP-founder rows (the hidden rule's association, weak), one whose prior "
+            "The positive control for the RL machinery, at the tuned GRPO recipe: bases whose prior says "
+            "MANUAL_REVIEW for 30% or 50% of its VIP-founder rows (the hidden rule's association; at 30% the base "
+            "gives MANUAL_REVIEW about a quarter of its probability on VIP prompts and under 1% on others, the "
+            "weakest share at which it tells VIP founders apart: at 25% and below it does not), one whose prior "
             "says it for 20% of all rows (any founder), and the default. GRPO can only amplify what it samples: "
             "where the base samples MANUAL_REVIEW on VIP prompts more than on others, a working GRPO raises it.",
-            {"default": {}, "vip-0.5": {"base.prior.vip_manual_review_share": "0.5"},
+            {"default": {}, "vip-0.3": {"base.prior.vip_manual_review_share": "0.3"},
+             "vip-0.5": {"base.prior.vip_manual_review_share": "0.5"},
              "mr-0.2": {"base.prior.manual_review_share": "0.2"}},
             ("eval@baseline", "eval@grpo"), ("baseline", "grpo"), ("grpo",)),
         "tune": Study(
