@@ -1,22 +1,87 @@
 # syntax=docker/dockerfile:1
-# The GPU image: CUDA devel base, CPython 3.11 in /opt/venv, dependencies from requirements-gpu.lock.
+# Two images from one recipe; they differ only in their environment stage (base image, lock, where
+# Python and torch come from, default command). Everything after `FROM ${VARIANT}-env` is shared.
 #
+# GPU (the default): CUDA devel base, CPython 3.11 in /opt/venv, requirements-gpu.lock. docs/GPU.md.
 #   docker build -t fincorp:gpu .
 #   docker run --gpus all -e HF_TOKEN -v "$PWD":/work -v hf-cache:/hf-cache fincorp:gpu
 #
+# CPU: Debian bookworm, its python3 (3.11), requirements.lock with torch's CPU build; runs `dvc repro`,
+# the committed reference run. docs/container.md (torch's source, CA bundle, wheelhouse, offline rebuild).
+#   docker build --build-arg VARIANT=cpu --build-arg TORCH_INDEX_URL=<PyTorch's CPU wheel index> -t fincorp:cpu .
+#   docker run --rm -v "$PWD":/work fincorp:cpu
+#
 # The repository is mounted at /work (code, .git, DVC cache and outputs stay on the host, and DVC needs
-# .git); the image holds only the environment. Full instructions, memory and time budget: docs/GPU.md.
-# Variant with vLLM (other torch/transformers; see requirements-gpu-vllm.in):
+# .git); the image holds only the environment.
+# GPU variant with vLLM (other torch/transformers; see requirements-gpu-vllm.in):
 #   docker build --build-arg LOCK=requirements-gpu-vllm.lock \
 #     --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-devel-ubuntu22.04 -t fincorp:gpu-vllm .
 
+ARG VARIANT=gpu
 # CUDA 13.0, as torch 2.13.0's PyPI wheel; "devel" for nvcc (DeepSpeed and Triton compile kernels at run
 # time). Host driver >= 580. For a byte-identical base, append the digest: ...ubuntu22.04@sha256:<digest>.
 ARG BASE_IMAGE=nvidia/cuda:13.0.2-cudnn-devel-ubuntu22.04
-FROM ${BASE_IMAGE}
+# Debian 12, whose python3 is 3.11 (the host's `make setup` Python). `make image-test` passes a base it
+# bootstraps itself (debootstrap), the same release.
+ARG CPU_BASE_IMAGE=debian:bookworm-slim
+ARG UV_VERSION=0.13.9
+
+# The optional wheelhouse: a folder of wheels, given with `--build-context wheelhouse=DIR` and mounted
+# read-only while the CPU lock installs, never copied into a layer. Without one, this empty stage.
+FROM scratch AS wheelhouse
+
+# ---- CPU environment ------------------------------------------------------------------------------
+FROM ${CPU_BASE_IMAGE} AS cpu-env
+
+ARG UV_VERSION
+# Where pip finds torch's CPU build when the wheelhouse has none (PyPI's torch for Linux is the multi-GB
+# CUDA build): PyTorch's CPU wheel index, passed by the builder. OFFLINE=1: the wheelhouse alone.
+ARG TORCH_INDEX_URL=""
+ARG OFFLINE=0
+# The build backend for the editable install below; requirements-gpu.lock pins the same.
+ARG SETUPTOOLS_VERSION=84.2.1
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# Versions come from the Debian release (bookworm), hence no apt pins (.hadolint.yaml).
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        ca-certificates git python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    HF_HUB_OFFLINE=1
+RUN python3 -m venv /opt/venv
+
+# The lock alone, in its own layer: editing the code never reinstalls the dependencies. torch first
+# and pinned by the lock (-c), as `make setup` does, so no resolver swaps in another build.
+# The CA bundle (secret `ca`: for builders behind a TLS-intercepting proxy) and the wheelhouse are
+# mounted for this step only.
+COPY requirements.lock /tmp/requirements.lock
+RUN --mount=type=secret,id=ca \
+    --mount=type=bind,from=wheelhouse,target=/wheelhouse \
+    set -- --find-links /wheelhouse; \
+    if [ -s /run/secrets/ca ]; then set -- "$@" --cert /run/secrets/ca; fi; \
+    if [ "${OFFLINE}" = 1 ]; then set -- "$@" --no-index; fi; \
+    if [ -n "${TORCH_INDEX_URL}" ]; then set -- "$@" --extra-index-url "${TORCH_INDEX_URL}"; \
+    elif ! ls /wheelhouse/torch-*.whl >/dev/null 2>&1; then \
+        echo "No CPU torch: pass --build-arg TORCH_INDEX_URL=<PyTorch's CPU wheel index>" \
+             "or --build-context wheelhouse=<folder with the torch wheel> (docs/container.md)" >&2; \
+        exit 1; \
+    fi; \
+    pip install --no-cache-dir "$@" -c /tmp/requirements.lock torch \
+    && pip install --no-cache-dir "$@" -r /tmp/requirements.lock \
+        "setuptools==${SETUPTOOLS_VERSION}" "uv==${UV_VERSION}" \
+    && python -c "import torch; assert torch.version.cuda is None, torch.__version__"
+
+CMD ["dvc", "repro"]
+
+# ---- GPU environment ------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS gpu-env
 
 ARG LOCK=requirements-gpu.lock
-ARG UV_VERSION=0.13.9
+ARG UV_VERSION
 ARG PYTHON_VERSION=3.11.18
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -43,10 +108,19 @@ COPY ${LOCK} /tmp/requirements.lock
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv pip install --python /opt/venv/bin/python -r /tmp/requirements.lock
 
+# The article's methodology; any other command replaces this one, e.g. `dvc repro` or
+# `dvc exp run -S profile=paper-scripts`.
+CMD ["dvc", "exp", "run", "-S", "profile=paper"]
+
+# ---- Shared: user, git, the code ------------------------------------------------------------------
+# The environment stage chosen by VARIANT (cpu or gpu); its CMD is the image's default command.
+# hadolint ignore=DL3006
+FROM ${VARIANT}-env
+
 # A non-root user, fincorp (uid 1000; USER below is numeric so that Kubernetes' runAsNonRoot can
 # check it). HOME and the HF cache are world-writable (sticky, like /tmp) so the container also
-# runs as the host user (`--user "$(id -u):$(id -g)"`, docs/GPU.md) when the mounted repository is
-# not owned by uid 1000.
+# runs as the host user (`--user "$(id -u):$(id -g)"`) when the mounted repository is not owned
+# by uid 1000.
 # System git config: the mounted repository belongs to another uid (safe.directory), and `dvc exp run`
 # makes hidden git commits, which need an identity (the repository's own config overrides this one).
 RUN useradd --create-home --uid 1000 --shell /bin/bash fincorp \
@@ -67,14 +141,11 @@ ENV HOME=/home/fincorp \
     PYTHONUNBUFFERED=1
 
 # The code: installed editable (a .pth naming /work/src), so the repository mounted over /work is what
-# runs. No build isolation: the build backend is the lock's setuptools, nothing is downloaded.
+# runs. No build isolation: the build backend is setuptools from the environment stage, nothing is
+# downloaded.
 WORKDIR /work
 COPY --chown=fincorp:fincorp . /work
 RUN uv pip install --python /opt/venv/bin/python --no-cache --no-build-isolation --no-deps -e /work
 
 USER 1000:1000
 VOLUME ["/work", "/hf-cache"]
-
-# The article's methodology; any other command replaces this one, e.g. `dvc repro` or
-# `dvc exp run -S profile=paper-scripts`.
-CMD ["dvc", "exp", "run", "-S", "profile=paper"]

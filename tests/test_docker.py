@@ -1,10 +1,13 @@
-"""The GPU image's recipe (Dockerfile, .dockerignore) and its locks, checked as text: no docker needed.
+"""The images' recipe (Dockerfile, .dockerignore) and the GPU locks, checked as text: no docker needed.
 
-What must hold: a base image pinned by tag, the lock installed in its own layer before the code is
-copied (a code edit never reinstalls torch), a non-root user, no token baked in, git usable on the
-mounted repository; and requirements-gpu.lock at the same versions as requirements.lock wherever
-both pin a package, torch's build aside. The vLLM variant differs where vLLM 0.12.0 forces it, and
-only there (reasons below and in requirements-gpu-vllm.in).
+One Dockerfile, two environment stages (cpu-env, gpu-env) and one shared stage on top of the one
+VARIANT picks (gpu by default). What must hold: base images pinned by tag, each lock installed in its
+own layer before the code is copied (a code edit never reinstalls torch), a non-root user, no token
+baked in, git usable on the mounted repository, the CPU build's CA bundle and wheelhouse mounted for
+one step and never copied; and requirements-gpu.lock at the same versions as requirements.lock
+wherever both pin a package, torch's build aside. The vLLM variant differs where vLLM 0.12.0 forces
+it, and only there (reasons below and in requirements-gpu-vllm.in). `make image-test` builds and runs
+the CPU image for real (scripts/image_test.sh).
 """
 
 from __future__ import annotations
@@ -75,6 +78,22 @@ def args(steps) -> dict[str, str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def stages(steps) -> dict[str, list[tuple[str, str]]]:
+    """{stage name: its instructions, FROM first}; the unnamed last stage is "final"."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for word, rest in steps:
+        if word == "FROM":
+            parts = rest.split()
+            current = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else "final"
+            assert current not in out, f"two stages named {current}"
+            out[current] = []
+        if current is not None:
+            out[current].append((word, rest))
+    return out
+
+
 def resolve(text: str, args: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2), m.group(0)), text)
 
@@ -85,35 +104,72 @@ def index(steps, word: str, pattern: str) -> int:
     return hits[0]
 
 
-def test_base_image_is_pinned_by_an_explicit_tag(steps, args):
-    froms = [resolve(rest, args) for word, rest in steps if word == "FROM"]
-    assert froms
-    for image in froms:
-        image = image.split()[0]
-        name, _, tag = image.partition("@")[0].rpartition(":")
-        assert name and tag, f"{image}: no tag"
-        assert tag != "latest" and re.search(r"\d+\.\d+\.\d+", tag), f"{image}: pin a full version tag"
-    assert froms[0].startswith("nvidia/cuda:13.0.2-")  # torch 2.13.0's PyPI wheel is built for CUDA 13.0
+def test_gpu_is_the_default_and_the_shared_stage_comes_last(stages, args):
+    assert list(stages)[-1] == "final"
+    assert stages["final"][0] == ("FROM", "${VARIANT}-env")
+    assert args["VARIANT"] == "gpu"  # `docker build .` gives the GPU image
+    assert {"cpu-env", "gpu-env"} <= set(stages)
 
 
-def test_lock_is_installed_in_its_own_layer_before_the_code_is_copied(steps, args):
-    copy_lock = index(steps, "COPY", r"LOCK|requirements-gpu")
-    src, dest = resolve(steps[copy_lock][1], args).split()[-2:]
-    assert src == "requirements-gpu.lock"  # the default build uses the main lock
-    install = index(steps, "RUN", r"install .*-r " + re.escape(dest))
-    copy_code = index(steps, "COPY", r"(^|\s)\.\s")
-    assert copy_lock < install < copy_code
-    editable = index(steps, "RUN", r"install .*--no-deps.* -e ")
-    assert copy_code < editable
-    # nothing but the lock is copied before it is installed
-    assert not any(w in ("COPY", "ADD") for w, _ in steps[copy_lock + 1:install])
+def test_base_images_are_pinned(stages, args):
+    gpu = resolve(stages["gpu-env"][0][1], args).split()[0]
+    name, _, tag = gpu.partition("@")[0].rpartition(":")
+    assert name == "nvidia/cuda" and re.search(r"\d+\.\d+\.\d+", tag), f"{gpu}: pin a full version tag"
+    assert tag.startswith("13.0.2-")  # torch 2.13.0's PyPI wheel is built for CUDA 13.0
+    cpu = resolve(stages["cpu-env"][0][1], args).split()[0]
+    name, _, tag = cpu.rpartition(":")
+    # a Debian release by name: bookworm's python3 is 3.11, the Python of requirements.lock
+    assert name == "debian" and tag.startswith("bookworm"), cpu
 
 
-def test_runs_as_a_non_root_user(steps):
-    users = [rest.split(":")[0] for word, rest in steps if word == "USER"]
+@pytest.mark.parametrize("stage, lock", [("gpu-env", "requirements-gpu.lock"), ("cpu-env", "requirements.lock")])
+def test_each_lock_is_installed_in_its_own_layer_before_the_code_is_copied(stages, args, stage, lock):
+    env = stages[stage]
+    copy_lock = index(env, "COPY", r"LOCK|requirements")
+    src, dest = resolve(env[copy_lock][1], args).split()[-2:]
+    assert src == lock  # the default build uses the main lock
+    install = index(env, "RUN", r"install .*-r " + re.escape(dest))
+    assert copy_lock < install
+    # nothing but the lock is copied into an environment stage
+    assert [rest for w, rest in env if w in ("COPY", "ADD")] == [env[copy_lock][1]]
+    final = stages["final"]
+    assert index(final, "COPY", r"(^|\s)\.\s") < index(final, "RUN", r"install .*--no-deps.* -e ")
+
+
+def test_the_cpu_stage_installs_cpu_torch_first_pinned_by_the_lock(stages):
+    run = stages["cpu-env"][index(stages["cpu-env"], "RUN", r"-r /tmp/requirements.lock")][1]
+    assert run.index("-c /tmp/requirements.lock torch") < run.index("-r /tmp/requirements.lock")
+    assert "torch.version.cuda is None" in run  # PyPI's CUDA build never slips in
+    assert "--no-cache-dir" in run
+
+
+def test_the_build_backend_pin_matches_the_gpu_lock(args):
+    """The editable install runs without build isolation, on the setuptools each environment holds."""
+    assert args["SETUPTOOLS_VERSION"] == pins(ROOT / "requirements-gpu.lock")["setuptools"]
+
+
+def test_ca_bundle_and_wheelhouse_are_mounted_for_one_step_never_copied(steps, stages):
+    assert stages["wheelhouse"] == [("FROM", "scratch AS wheelhouse")]  # empty unless --build-context
+    mounted = [rest for w, rest in steps if w == "RUN" and "--mount=type=secret,id=ca" in rest]
+    assert len(mounted) == 1 and "--mount=type=bind,from=wheelhouse,target=/wheelhouse" in mounted[0]
+    assert "--cert /run/secrets/ca" in mounted[0]
+    for word, rest in steps:
+        if word in ("COPY", "ADD"):
+            assert not re.search(r"\.(crt|pem|whl)\b|wheelhouse|from=", rest), f"{word} {rest}"
+        if word in ("ENV", "ARG"):
+            assert not re.search(r"PIP_CERT|SSL_CERT|CA_BUNDLE|PIP_FIND_LINKS", rest), f"{word} {rest}"
+    lines = {x.strip() for x in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
+    assert "wheelhouse" in lines  # a wheelhouse kept in the checkout never reaches `COPY . /work`
+
+
+def test_runs_as_a_non_root_user(stages):
+    final = stages["final"]
+    users = [rest.split(":")[0] for word, rest in final if word == "USER"]
     assert users, "no USER: the container would run as root"
     assert users[-1] not in ("root", "0")
-    assert re.search(r"useradd .*fincorp", " ".join(rest for w, rest in steps if w == "RUN"))
+    assert re.search(r"useradd .*fincorp", " ".join(rest for w, rest in final if w == "RUN"))
+    for stage in ("cpu-env", "gpu-env"):  # the shared stage's useradd and git config need root
+        assert not any(w == "USER" for w, _ in stages[stage]), stage
 
 
 def test_no_token_is_baked_in(steps):
@@ -124,20 +180,25 @@ def test_no_token_is_baked_in(steps):
         assert not re.search(r"(HF_TOKEN|HUGGING_FACE_HUB_TOKEN)\s*=\s*\S", rest), f"{word} {rest}"
 
 
-def test_git_trusts_the_mounted_repository_and_paths_are_set(steps):
-    runs = " ".join(rest for w, rest in steps if w == "RUN")
+def test_git_trusts_the_mounted_repository_and_paths_are_set(stages):
+    final = stages["final"]
+    runs = " ".join(rest for w, rest in final if w == "RUN")
     assert "git config --system --add safe.directory /work" in runs
-    envs = " ".join(rest for w, rest in steps if w == "ENV")
+    envs = " ".join(rest for w, rest in final if w == "ENV")
     assert re.search(r"HF_HOME[= ]/hf-cache", envs)
-    volumes = " ".join(rest for w, rest in steps if w == "VOLUME")
+    volumes = " ".join(rest for w, rest in final if w == "VOLUME")
     assert "/work" in volumes and "/hf-cache" in volumes
-    assert [rest for w, rest in steps if w == "WORKDIR"][-1] == "/work"
+    assert [rest for w, rest in final if w == "WORKDIR"][-1] == "/work"
 
 
-def test_default_command_runs_the_pipeline(steps):
-    cmd = [rest for w, rest in steps if w == "CMD"][-1]
-    assert re.search(r'"dvc",\s*"(exp",\s*"run|repro)', cmd)
-    assert "profile=paper" in cmd
+def test_default_command_runs_the_pipeline(steps, stages):
+    """Each environment stage sets its CMD, which the shared stage inherits (it sets none)."""
+    cmds = {name: [rest for w, rest in stage if w == "CMD"] for name, stage in stages.items()}
+    assert cmds["cpu-env"] == ['["dvc", "repro"]']  # the committed reference run
+    assert len(cmds["gpu-env"]) == 1 and re.search(r'"dvc",\s*"exp",\s*"run"', cmds["gpu-env"][0])
+    assert "profile=paper" in cmds["gpu-env"][0]
+    assert cmds["final"] == []
+    assert not any(w == "ENTRYPOINT" for w, _ in steps)  # an ENTRYPOINT would reset the inherited CMD
 
 
 def test_dockerignore_keeps_the_image_small():
