@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test test-fast reproduce benchmark study lock-gpu gpu-image clean-venv
+.PHONY: setup repro test test-fast reproduce benchmark ci-benchmark study lock-gpu gpu-image image-test clean-venv
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,16 @@ lock-gpu:
 
 gpu-image:
 	docker build -t fincorp:gpu .
+
+# The CPU image built and run for real (what CI runs; root): podman builds it from the Dockerfile, then
+# on a fresh clone it reproduces the committed run and runs the fast tier. docs/container.md.
+#   IMAGE_TEST_PIPELINE=0 make image-test   # `dvc repro split` instead of the whole pipeline
+image-test:
+	scripts/image_test.sh
+
+# CI (.ci/run) on a fresh clone of HEAD, timed -> benchmarks/ci.md and benchmarks/container.md (run alone)
+ci-benchmark:
+	scripts/ci_benchmark.sh
 
 clean-venv:
 	rm -rf $(VENV)

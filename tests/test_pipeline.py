@@ -1,7 +1,7 @@
 """The promise of the artifact: a fresh clone reproduces the committed reference run with `dvc repro`.
 
 One fresh clone (of the committed HEAD) per session, the whole default pipeline run in it from
-nothing (about 4-5 minutes on 2 cores), then DVC's own machinery exercised on it: a second repro is a
+nothing (or, in CI, the clone `make image-test` reproduced inside the CPU image: FINCORP_REPRODUCED_CLONE), then DVC's own machinery exercised on it: a second repro is a
 no-op, one GRPO param reruns only grpo/eval@grpo/report, `dvc exp run -S` and a queue work.
 Run alone with `make reproduce`.
 """
@@ -29,18 +29,29 @@ def sh(args: list[str], cwd: Path, env: dict, timeout: int = 900) -> subprocess.
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
-    """A fresh clone of HEAD with the default pipeline reproduced in it; returns (path, env, seconds)."""
+def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float | None]:
+    """A fresh clone of HEAD with the default pipeline reproduced in it; returns (path, env, seconds), seconds
+    None when the clone was reproduced elsewhere (FINCORP_REPRODUCED_CLONE)."""
     if subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True).returncode:
         pytest.skip("not a git checkout with commits")
     root = tmp_path_factory.mktemp("clone")
     path = root / "fincorp"
+    # CI reproduces the run once, inside the CPU image (`make image-test`, .ci/run), and hands that clone
+    # over: these tests then check the container's reproduction and run DVC on it from this venv.
+    reproduced = os.environ.get("FINCORP_REPRODUCED_CLONE")
+    if reproduced:
+        path = Path(reproduced)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+        theirs = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True).stdout
+        assert head and theirs == head, f"FINCORP_REPRODUCED_CLONE={path} is not a clone of this HEAD ({head.strip()})"
     env = {**os.environ,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": str(path / "src"),  # the clone's code, not this checkout's
            "DVC_SITE_CACHE_DIR": str(root / "dvc-site"), "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
            "GIT_AUTHOR_NAME": "fincorp-ci", "GIT_AUTHOR_EMAIL": "ci@fincorp.invalid",
            "GIT_COMMITTER_NAME": "fincorp-ci", "GIT_COMMITTER_EMAIL": "ci@fincorp.invalid"}
+    if reproduced:
+        return path, env, None
     sh(["git", "clone", "-q", str(REPO), str(path)], root, env)
     start = time.time()
     sh(["dvc", "repro"], path, env, timeout=1800)
@@ -49,7 +60,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
 
 def test_fresh_clone_reproduces_the_reference_run_bit_for_bit(clone):
     path, env, seconds = clone
-    print(f"fresh-clone dvc repro: {seconds:.0f} s")
+    print(f"fresh-clone dvc repro: {seconds:.0f} s" if seconds is not None else "fresh clone reproduced in the image")
     # The whole tree: every tracked file (dvc.lock's hashes, logs, reports, figures) and nothing new that
     # git does not ignore; telemetry/ (wall times, memory) is the one place allowed to differ, and is ignored.
     changed = sh(["git", "status", "--porcelain"], path, env).stdout
@@ -153,6 +164,11 @@ def test_exp_run_with_a_set_param_and_metrics_diff(clone):
     table = sh(["dvc", "exp", "show", "--only-changed", "--no-pager", "--csv"], path, env).stdout.splitlines()
     columns = table[0].split(",")
     assert "grpo.lr" in columns and not [c for c in columns if c.startswith(("telemetry", "logs/eval"))], columns
+    # ... and fits a 200-column terminal at its natural width (COLUMNS wide enough that rich never folds it).
+    shown = sh(["dvc", "exp", "show", "--only-changed", "--no-pager"], path, {**env, "COLUMNS": "1000"}).stdout
+    width = max(len(line.rstrip()) for line in shown.splitlines())
+    print(f"dvc exp show --only-changed: {width} columns\n{shown}")
+    assert width <= 200, shown
     sh(["git", "checkout", "--", "."], path, env)
     sh(["dvc", "checkout", "-q"], path, env)
 
