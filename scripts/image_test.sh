@@ -20,7 +20,8 @@
 # Environment (defaults in brackets):
 #   IMAGE_TEST_PIPELINE  [1]  0: `dvc repro split` (seconds) instead of the whole pipeline (~18 min)
 #   IMAGE_TEST_PYTEST    [-m "not slow"]  pytest arguments for the in-container test run
-#   IMAGE_TEST_COLD      [0]  1: the first build ignores cached layers (--no-cache), to time a cold build
+#   IMAGE_TEST_COLD      [0]  1: remove the image and its cached layers first (`podman image prune`: every
+#                             dangling image; the Debian base stays), to time a cold build
 #   WHEELHOUSE           [$PIP_FIND_LINKS]  folder of wheels mounted into the build; must hold the CPU
 #                             torch wheel unless TORCH_INDEX_URL is set
 #   TORCH_INDEX_URL      []   PyTorch's CPU wheel index, where there is no wheelhouse
@@ -115,11 +116,16 @@ if [ -n "$(git -C "$ROOT" status --porcelain)" ]; then
     echo "note: building from a checkout with uncommitted changes; the runs below use its HEAD"
 fi
 
-no_cache=()
-[ "$COLD" = 1 ] && no_cache=(--no-cache)
-say "building $IMAGE${no_cache:+ (--no-cache)}"
+if [ "$COLD" = 1 ]; then
+    # Cold: drop the image and every cached layer (dangling once the image is gone), keep the Debian base.
+    # Not --no-cache: that leaves the old layers in the cache, and the second build may pick those.
+    say "removing $IMAGE and its cached layers (IMAGE_TEST_COLD=1)"
+    podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
+    podman image prune -f >/dev/null
+fi
+say "building $IMAGE"
 start=$SECONDS
-podman build "${build_args[@]}" "${no_cache[@]}" "$ROOT" > "$TMP/build1.log" 2>&1 \
+podman build "${build_args[@]}" "$ROOT" > "$TMP/build1.log" 2>&1 \
     || { tail -40 "$TMP/build1.log" >&2; die "podman build failed (log above)"; }
 build_s=$((SECONDS - start))
 image_id=$(podman image inspect --format '{{.Id}}' "$IMAGE")
@@ -187,7 +193,7 @@ say "image-test passed"
 summary=$(cat <<EOF
 base image          $BASE_IMAGE, $base_s
 image               $IMAGE, $size_mb MB (podman image inspect)
-build               ${build_s} s$([ "$COLD" = 1 ] && echo " (--no-cache)")
+build               ${build_s} s$([ "$COLD" = 1 ] && echo " (cold: no cached layers)")
 build, cached       ${cached_s} s
 pipeline (uid 1000) ${pipeline_s} s ($([ "$PIPELINE" = 1 ] && echo "dvc repro, whole pipeline" || echo "dvc repro split only"))
 tests               ${tests_s} s (pytest $PYTEST_ARGS)
@@ -204,7 +210,7 @@ Machine: $(nproc) CPUs, $(uname -sr), podman $(podman --version | awk '{print $3
 | what | measured |
 |---|---|
 | Debian base (debootstrap --variant=minbase bookworm) | $base_s |
-| image build$([ "$COLD" = 1 ] && echo ", cold (--no-cache)") | ${build_s} s |
+| image build$([ "$COLD" = 1 ] && echo ", cold (no cached layers)") | ${build_s} s |
 | image build, cached layers | ${cached_s} s |
 | image size (podman image inspect) | $size_mb MB |
 | pipeline in the container, uid 1000 | ${pipeline_s} s ($([ "$PIPELINE" = 1 ] && echo "dvc repro, whole pipeline" || echo "dvc repro split only")) |
