@@ -31,7 +31,10 @@ LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
+    """The library versions the lock pins, and Python's major.minor: the record inside DVC outputs. The patch
+    release (Debian's 3.11.2 in the CPU image, 3.11.7 on a host) changes no number, and would give identical
+    weights new hashes; it goes to telemetry (write_telemetry's hardware) with the rest of the machine."""
+    out = {"python": f"{sys.version_info.major}.{sys.version_info.minor}"}
     for name in LIBRARIES:
         try:
             out[name] = metadata.version(name)
@@ -49,7 +52,8 @@ def peak_memory_mib() -> float:
 def hardware() -> dict[str, Any]:
     import torch
 
-    hw: dict[str, Any] = {"machine": platform.machine(), "cpu_threads": torch.get_num_threads()}
+    hw: dict[str, Any] = {"machine": platform.machine(), "cpu_threads": torch.get_num_threads(),
+                          "python": platform.python_version()}
     if torch.cuda.is_available():
         hw["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return hw
