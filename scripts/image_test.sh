@@ -41,7 +41,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 IMAGE=${IMAGE:-localhost/fincorp:cpu}
 BASE_IMAGE=${BASE_IMAGE:-localhost/fincorp-base:bookworm}
 PIPELINE=${IMAGE_TEST_PIPELINE:-1}
-PYTEST_ARGS=${IMAGE_TEST_PYTEST:--m "not slow"}
+PYTEST_ARGS=${IMAGE_TEST_PYTEST:-'-m "not slow"'}
 COLD=${IMAGE_TEST_COLD:-0}
 # This project's machines keep the CPU torch wheel in pip's find-links folder.
 WHEELHOUSE=${WHEELHOUSE-${PIP_FIND_LINKS:-}}
