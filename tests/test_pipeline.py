@@ -164,11 +164,6 @@ def test_exp_run_with_a_set_param_and_metrics_diff(clone):
     table = sh(["dvc", "exp", "show", "--only-changed", "--no-pager", "--csv"], path, env).stdout.splitlines()
     columns = table[0].split(",")
     assert "grpo.lr" in columns and not [c for c in columns if c.startswith(("telemetry", "logs/eval"))], columns
-    # ... and fits a 200-column terminal at its natural width (COLUMNS wide enough that rich never folds it).
-    shown = sh(["dvc", "exp", "show", "--only-changed", "--no-pager"], path, {**env, "COLUMNS": "1000"}).stdout
-    width = max(len(line.rstrip()) for line in shown.splitlines())
-    print(f"dvc exp show --only-changed: {width} columns\n{shown}")
-    assert width <= 200, shown
     sh(["git", "checkout", "--", "."], path, env)
     sh(["dvc", "checkout", "-q"], path, env)
 
