@@ -16,7 +16,7 @@ rc=${PIPESTATUS[0]}
 set -e
 total=$((SECONDS - start))
 # pytest's closing lines: the in-container fast tier first, then `make test`
-summaries=$(grep -E '^=+ .*(passed|failed).* in [0-9.]+s' "$TMP/ci.log" | sed -E 's/^=+ | =+$//g' || true)
+summaries=$(grep -E '^(=+ )?[0-9]+ (passed|failed).* in [0-9.]+s' "$TMP/ci.log" | sed -E 's/^=+ | =+$//g' || true)
 {
     echo "# Benchmark: CI (\`.ci/run\` on a fresh clone)"
     echo
