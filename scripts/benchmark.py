@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+MODELS = ("baseline", "sft", "grpo", "hybrid")  # the eval stages, eval@<model>
 
 
 def sh(args: list[str], cwd: Path, env: dict) -> float:
@@ -158,10 +159,10 @@ def main() -> None:
         # A fresh clone's repro skips the evals (and the report): their outputs are in git and their deps
         # (the retrained models) come out bit-identical, so DVC finds them up to date. Rerun them alone,
         # forced, for their timings (the same deterministic outputs are written again).
-        evals = [f"eval@{m}" for m in ("baseline", "sft", "grpo", "hybrid")]
+        evals = [f"eval@{m}" for m in MODELS]
         sh(["dvc", "repro", "--force", "--single-item", *evals], clone, env)
         stages = {m: clone / f"telemetry/{m}.json" for m in ("base", "sft", "grpo", "hybrid")}
-        stages |= {f"eval@{m}": clone / f"telemetry/eval-{m}.json" for m in ("baseline", "sft", "grpo", "hybrid")}
+        stages |= {f"eval@{m}": clone / f"telemetry/eval-{m}.json" for m in MODELS}
         per_stage = {}
         for name, path in stages.items():
             rec = json.loads(path.read_text())
