@@ -116,19 +116,14 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
         "prior": Study(
             "How sure the base is of its prior (never MANUAL_REVIEW) against whether GRPO discovers the hidden "
             "rule: fractions of a pre-training epoch, label noise in the prior corpus (a random label among "
-            "the four), and a prior that says MANUAL_REVIEW for a share of its rows; GRPO at its default lr "
-            "(1e-4) on every base, and at 1e-3 on four of them.",
+            "the four), and a prior that says MANUAL_REVIEW for a share of its rows; GRPO at the tuned recipe "
+            "(the `grpo:` section) on every base.",
             {"default": {},
              "epochs-0.1": {"base.num_train_epochs": "0.1"},
              "noise-0.5": {"base.prior.label_noise": "0.5"},
              "mr-0.01": {"base.prior.manual_review_share": "0.01"},
              "mr-0.05": {"base.prior.manual_review_share": "0.05"},
-             "mr-0.2": {"base.prior.manual_review_share": "0.2"},
-             # A 10x larger GRPO step on the same bases: is it the prior, or the RL budget, that stops GRPO?
-             "default-lr1e-3": {"grpo.lr": "1e-3"},
-             "mr-0.05-lr1e-3": {"base.prior.manual_review_share": "0.05", "grpo.lr": "1e-3"},
-             "noise-0.5-lr1e-3": {"base.prior.label_noise": "0.5", "grpo.lr": "1e-3"},
-             "mr-0.2-lr1e-3": {"base.prior.manual_review_share": "0.2", "grpo.lr": "1e-3"}},
+             "mr-0.2": {"base.prior.manual_review_share": "0.2"}},
             ("eval@baseline", "eval@grpo"), ("baseline", "grpo"), ("grpo",)),
         "data": Study(
             "The same pipeline on 10x the data: generate.n = 8000 (6400 train / 1600 test) against the default "
