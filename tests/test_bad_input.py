@@ -78,10 +78,10 @@ CASES = {
     "no base model for sft": (["sft"], lambda ws: None, "build the base model first", ["models/sft"]),
     "no base model for grpo": (["grpo"], lambda ws: None, "build the base model first", ["models/grpo"]),
     "no adapter for eval": (["eval", "sft", "--model", "models/sft"], lambda ws: None, "no LoRA adapter here",
-                            ["metrics/sft.json", "predictions/sft.jsonl"]),
+                            ["eval/sft.json", "predictions/sft.jsonl"]),
     "base built for another model": (["eval", "baseline"], stale_meta, "was built for source='hub'",
-                                     ["metrics/baseline.json"]),
-    "no metrics for report": (["report"], lambda ws: None, "metrics", ["reports/results.md"]),
+                                     ["eval/baseline.json"]),
+    "no metrics for report": (["report"], lambda ws: None, "metrics", ["reports/results.md", "reports/metrics.json"]),
 }
 
 
@@ -120,7 +120,7 @@ def test_a_model_that_emits_garbage_is_scored_invalid(tiny_workspace, tmp_path, 
 
     monkeypatch.setattr(eval_stage, "generate_completions", lambda model, tok, prompts, *a, **k: [garbage] * len(prompts))
     eval_stage.run(str(tiny_workspace / "params.yaml"), "garbage", str(tiny_workspace / "models/base"), None,
-                   str(tiny_workspace / "data/test.jsonl"), str(tmp_path / "s.json"), str(tmp_path / "m.json"),
+                   str(tiny_workspace / "data/test.jsonl"), str(tmp_path / "m.json"),
                    str(tmp_path / "p.jsonl"), str(tmp_path / "c.json"), str(tmp_path / "t.json"))
     metrics = json.loads((tmp_path / "m.json").read_text())  # the full record
     assert metrics["invalid_rate"] == 1.0 and metrics["accuracy"]["value"] == 0.0

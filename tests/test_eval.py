@@ -38,7 +38,7 @@ def test_eval_writes_metrics_predictions_and_plot(tiny_workspace, tmp_path):
 
     run = dict(params_path=str(tiny_workspace / "params.yaml"), name="baseline",
                base_dir=str(tiny_workspace / "models/base"), adapter=None,
-               test=str(tiny_workspace / "data/test.jsonl"), metrics_out=str(tmp_path / "m.json"),
+               test=str(tiny_workspace / "data/test.jsonl"),
                record_out=str(tmp_path / "e.json"), predictions_out=str(tmp_path / "p.jsonl"),
                plot_out=str(tmp_path / "c.json"), telemetry_out=str(tmp_path / "t.json"))
     eval_stage.run(**run)
@@ -48,10 +48,9 @@ def test_eval_writes_metrics_predictions_and_plot(tiny_workspace, tmp_path):
     assert record["n"] == len(test) == len(preds)
     assert [p["id"] for p in preds] == [r["id"] for r in test]
     assert record["accuracy"]["correct"] == sum(p["correct"] for p in preds)
-    assert json.loads((tmp_path / "m.json").read_text()) == eval_stage.summary_metrics(record)
     telemetry = json.loads((tmp_path / "t.json").read_text())
     assert telemetry["stage"] == "eval@baseline" and telemetry["samples_per_second"] > 0
-    outputs = ("m.json", "e.json", "p.jsonl", "c.json")
+    outputs = ("e.json", "p.jsonl", "c.json")
     first = [(tmp_path / name).read_bytes() for name in outputs]
     eval_stage.run(**run)  # same seed, same model: byte-identical outputs (the timings are in t.json only)
     assert [(tmp_path / name).read_bytes() for name in outputs] == first
@@ -64,7 +63,7 @@ def test_missing_adapter_is_a_clear_error(tmp_path, write_params):
     write_jsonl(tmp_path / "test.jsonl", generate(4, 0, 0.25))
     with pytest.raises(FileNotFoundError, match="no LoRA adapter here"):
         eval_stage.run(str(params), "sft", str(tmp_path / "base"), str(tmp_path / "models/sft"),
-                       str(tmp_path / "test.jsonl"), "m", "e", "p", "c", "t")
+                       str(tmp_path / "test.jsonl"), "e", "p", "c", "t")
 
 
 def test_missing_base_folder_is_a_clear_error(tmp_path, write_params):
@@ -73,7 +72,7 @@ def test_missing_base_folder_is_a_clear_error(tmp_path, write_params):
     write_jsonl(tmp_path / "test.jsonl", generate(4, 0, 0.25))
     with pytest.raises(FileNotFoundError, match="build the base model first"):
         eval_stage.run(str(write_params()), "baseline", str(tmp_path / "models/base"), None,
-                       str(tmp_path / "test.jsonl"), "m", "e", "p", "c", "t")
+                       str(tmp_path / "test.jsonl"), "e", "p", "c", "t")
 
 
 @pytest.mark.slow

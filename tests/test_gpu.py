@@ -38,7 +38,7 @@ def test_bf16_gradient_checkpointing_training_and_eval_on_cuda(stage, tiny_works
     record = json.loads(Path(f"models/{stage}/run.json").read_text())
     telemetry = json.loads(Path(f"telemetry/{stage}.json").read_text())
     assert telemetry["hardware"]["cuda_devices"], telemetry["hardware"]
-    eval_stage.run("params.yaml", stage, "models/base", f"models/{stage}", "data/test.jsonl", f"metrics/{stage}.json",
+    eval_stage.run("params.yaml", stage, "models/base", f"models/{stage}", "data/test.jsonl",
                    f"eval/{stage}.json", f"predictions/{stage}.jsonl", f"plots/{stage}.json",
                    f"telemetry/eval-{stage}.json")
     metrics = json.loads(Path(f"eval/{stage}.json").read_text())

@@ -130,6 +130,17 @@ def test_headline_rows(built):
     assert f"| grpo | 40 | {cell(22, 40)} | {cell(3, 10)} | 17.5% |" in md
 
 
+def test_metrics_json_is_the_dvc_metric(built):
+    """reports/metrics.json: one entry per evaluated model, keyed <model>.<metric> for `dvc exp show`."""
+    out, results, _ = built
+    data = json.loads((out / "metrics.json").read_text())
+    assert list(data) == ["baseline", "grpo", "sft"]  # hybrid not evaluated in this project; keys sorted
+    assert data["grpo"] == {"acc": 22 / 40, "vip": 3 / 10, **{k: results["metrics"]["grpo"]["per_class"][label]["value"]
+                                                             for label, k in report.CLASS_KEYS.items()},
+                            "invalid": results["metrics"]["grpo"]["invalid_rate"],
+                            "entropy": results["metrics"]["grpo"]["prediction_entropy_bits"]}
+
+
 def test_article_rows_use_true_denominators(built):
     _, results, md = built
     assert cell(54, 160) == "54/160 = 33.8% [26.9, 41.4]"  # SEED-NOTES' interval

@@ -14,7 +14,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from fincorp import study
-from fincorp.eval import compute_metrics, summary_metrics
+from fincorp.eval import compute_metrics
+from fincorp.report import summary_metrics
 from fincorp.jsonl import DataError
 from fincorp.rules import LABELS, MANUAL_REVIEW
 
@@ -52,10 +53,10 @@ def repo(tmp_path, committed_params, monkeypatch):
     for preset, k_vip in (("exact", 0), ("partial", 2)):
         params = OmegaConf.create(committed_params)
         params.grpo.reward = preset
-        # partial: eval/ holds the full record, metrics/ the summary; exact: the older layout, where
-        # metrics/ held the full record (experiments kept from before eval/ existed).
+        # partial: eval/ holds the full record, reports/metrics.json the summary; exact: the older layout,
+        # where metrics/ held the full record (experiments kept from before eval/ existed).
         layout = ({"eval/grpo.json": json.dumps(metrics(k_vip)),
-                   "metrics/grpo.json": json.dumps(summary_metrics(metrics(k_vip)))}
+                   "reports/metrics.json": json.dumps({"grpo": summary_metrics(metrics(k_vip))})}
                   if preset == "partial" else {"metrics/grpo.json": json.dumps(metrics(k_vip))})
         files = {"params.yaml": OmegaConf.to_yaml(params),
                  **layout,

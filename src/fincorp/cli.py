@@ -130,10 +130,10 @@ def base(params_path: str, out: str) -> None:
 @click.option("--test", default="data/test.jsonl", show_default=True)
 @user_errors
 def eval_(params_path: str, name: str, base_dir: str, model_dir: str | None, test: str) -> None:
-    """Score model NAME on the full test set; writes eval/NAME.json, metrics/NAME.json, predictions/NAME.jsonl."""
+    """Score model NAME on the full test set; writes eval/NAME.json, predictions/NAME.jsonl."""
     same = model_dir is None or Path(model_dir).resolve() == Path(base_dir).resolve()
-    stage("eval").run(params_path, name, base_dir, None if same else model_dir, test, f"metrics/{name}.json",
-                      f"eval/{name}.json", f"predictions/{name}.jsonl", f"plots/confusion/{name}.json",
+    stage("eval").run(params_path, name, base_dir, None if same else model_dir, test, f"eval/{name}.json",
+                      f"predictions/{name}.jsonl", f"plots/confusion/{name}.json",
                       f"telemetry/eval-{name}.json")
 
 

@@ -1,4 +1,4 @@
-"""Stage `eval`: one code path for every model, on every test row -> eval/<model>.json, metrics/<model>.json.
+"""Stage `eval`: one code path for every model, on every test row -> eval/<model>.json, predictions/<model>.jsonl.
 
     fincorp eval baseline
     fincorp eval sft --adapter models/sft          (or: dvc repro eval@sft)
@@ -16,8 +16,8 @@ Writes
                             vip_label_probability: per label, the mean over VIP prompts of the
                             probability of sampling exactly that answer at temperature 1 (and of its log10);
                             non_vip_manual_review_probability, the same for MANUAL_REVIEW on the other prompts.
-                            What the report and the studies read; in git, not a DVC metric
-  metrics/<model>.json      the DVC metric: only the scalars a person compares across runs (summary_metrics)
+                            What the report and the studies read; in git, not a DVC metric (the report
+                            turns it into reports/metrics.json, the one DVC metrics file)
   predictions/<model>.jsonl one row per test item (id, label, completion, prediction, correct):
                             the paired record the report's significance tests use
   plots/confusion/<model>.json  actual/predicted pairs for `dvc plots show`
@@ -115,22 +115,8 @@ def compute_metrics(labels: list[str], predictions: list[str | None]) -> dict[st
     }
 
 
-def summary_metrics(record: dict[str, Any]) -> dict[str, Any]:
-    """The scalars a person compares across runs, from compute_metrics' record: the DVC metric. Pure.
-
-    Keys are short because `dvc exp show` and `dvc metrics diff` name each column file:key:
-    acc.all, acc.vip (MANUAL_REVIEW), acc.<label in lower case> for the other three, invalid, entropy (bits).
-    """
-    return {
-        "acc": {"all": record["accuracy"]["value"], "vip": record["vip_accuracy"]["value"],
-                **{label.lower(): record["per_class"][label]["value"] for label in LABELS if label != MANUAL_REVIEW}},
-        "invalid": record["invalid_rate"],
-        "entropy": record["prediction_entropy_bits"],
-    }
-
-
-def run(params_path: str, name: str, base_dir: str, adapter: str | None, test: str, metrics_out: str,
-        record_out: str, predictions_out: str, plot_out: str, telemetry_out: str | None) -> None:
+def run(params_path: str, name: str, base_dir: str, adapter: str | None, test: str, record_out: str,
+        predictions_out: str, plot_out: str, telemetry_out: str | None) -> None:
     started = time.time()
     p = load_params(params_path)
     rows = read_applications(test)
@@ -163,7 +149,6 @@ def run(params_path: str, name: str, base_dir: str, adapter: str | None, test: s
     ])
     write_json(plot_out, [{"actual": r["label"], "predicted": pr or INVALID} for r, pr in zip(rows, preds)])
     write_json(record_out, metrics)
-    write_json(metrics_out, summary_metrics(metrics))
     # Timing varies run to run, so it stays out of every DVC output (which must reproduce bit for bit).
     if telemetry_out is not None:
         write_telemetry(telemetry_out, f"eval@{name}", started, generate_seconds=round(seconds, 2),

@@ -9,6 +9,9 @@ record (grpo before it is trained) is left out and named as missing; a missing c
 that figure or row and says so. Nothing is ever guessed.
 
 Writes
+  reports/metrics.json  the one DVC metrics file (`dvc metrics diff`, `dvc exp show`): per model, the seven
+                        scalars a person compares (summary_metrics), keyed <model>.<metric> so that
+                        `dvc exp show` names each column by that key alone (grpo.acc, hybrid.vip)
   reports/results.md    generated, do not edit: the tables below, rendered from results.json
   reports/results.json  the same numbers (indent=2, sorted keys)
   reports/*.png         accuracy.png, confusion.png, sft_loss.png, grpo_reward.png, grpo_label_share.png,
@@ -101,6 +104,8 @@ RECORD_KEYS = ("num_parameters", "global_step", "train_loss", "mean_frac_reward_
 # telemetry/<stage>.json keys with a column of their own in telemetry.md (the rest go under "details").
 TELEMETRY_COLUMNS = ("stage", "wall_time_s", "peak_memory_mib", "host", "git_commit", "hardware")
 PNG_METADATA = {"Software": None}  # no matplotlib version stamp: bytes depend on the data only
+# reports/metrics.json's per-class keys: short, because `dvc exp show` makes each <model>.<key> a column.
+CLASS_KEYS = {"A_PLUS_TIER": "a_plus", "STANDARD_LOAN": "standard", "REJECT_RISK": "reject"}
 
 
 def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "reports", eval_dir: str = "eval",
@@ -176,6 +181,7 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
     # Write.
     out = Path(out_dir)
     write_outputs(out, figures, results, render_markdown(results))
+    write_json(out / "metrics.json", {m: summary_metrics(metrics[m]) for m in present})
     if telemetry:
         (out / "telemetry.md").write_text(render_telemetry(telemetry, telemetry_dir), encoding="utf-8", newline="\n")
     else:
@@ -184,6 +190,18 @@ def run(params_path: str, models: Sequence[str] = MODELS, out_dir: str = "report
           + (f" (missing: {', '.join(missing)})" if missing else "")
           + (f"; telemetry of {len(telemetry)} stage runs -> {out}/telemetry.md" if telemetry else ""))
     return results
+
+
+def summary_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The scalars a person compares across runs, from one eval record (eval.compute_metrics): what
+    reports/metrics.json holds per model. Pure.
+
+    acc (all rows), vip (the MANUAL_REVIEW rows), a_plus, standard, reject (recall of each other class),
+    invalid (share of unparseable answers), entropy (of the predicted-label distribution, bits).
+    """
+    return {"acc": record["accuracy"]["value"], "vip": record["vip_accuracy"]["value"],
+            **{key: record["per_class"][label]["value"] for label, key in CLASS_KEYS.items()},
+            "invalid": record["invalid_rate"], "entropy": record["prediction_entropy_bits"]}
 
 
 def write_outputs(out: Path, figures: dict[str, Figure | str], results: dict[str, Any], markdown: str) -> None:
