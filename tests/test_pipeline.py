@@ -149,21 +149,29 @@ def test_exp_run_with_the_committed_params_changes_nothing(clone):
 
 def test_exp_run_with_a_set_param_and_metrics_diff(clone):
     path, env, _ = clone
-    sh(["dvc", "exp", "run", "-n", "lr5e-5", "-S", "grpo.lr=5e-5", "-S", "grpo.num_train_epochs=0.25"], path, env)
+    sh(["dvc", "exp", "run", "-n", "ep0.25", "-S", "grpo.num_train_epochs=0.25"], path, env)
     shown = json.loads(sh(["dvc", "exp", "show", "--json"], path, env).stdout)
     exps = [e for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])]
-    named = [e for e in exps if e.get("name") == "lr5e-5"]
+    named = [e for e in exps if e.get("name") == "ep0.25"]
     assert named, f"experiment not listed: {[e.get('name') for e in exps]}"
-    grpo_params = named[0]["data"]["params"]["params.yaml"]["data"]["grpo"]
-    assert grpo_params["lr"] == 5e-5 and grpo_params["num_train_epochs"] == 0.25
+    assert named[0]["data"]["params"]["params.yaml"]["data"]["grpo"]["num_train_epochs"] == 0.25
     diff = json.loads(sh(["dvc", "params", "diff", "--json"], path, env).stdout)
-    assert diff["params.yaml"]["grpo.lr"]["new"] == 5e-5
+    assert diff["params.yaml"]["grpo.num_train_epochs"]["new"] == 0.25
     metrics = json.loads(sh(["dvc", "metrics", "diff", "--json"], path, env).stdout)
-    assert "metrics/grpo.json" in metrics or metrics == {}  # empty when the shorter run scores the same
-    # What users compare runs with: one param, the metrics that changed, nothing else, on one screen.
-    table = sh(["dvc", "exp", "show", "--only-changed", "--no-pager", "--csv"], path, env).stdout.splitlines()
-    columns = table[0].split(",")
-    assert "grpo.lr" in columns and not [c for c in columns if c.startswith(("telemetry", "logs/eval"))], columns
+    assert set(metrics) <= {"reports/metrics.json"}  # empty when the shorter run scores the same
+    assert not [k for k in metrics.get("reports/metrics.json", {}) if k.split(".")[0] in ("baseline", "sft")]
+    # What users compare runs with (the README's command): the param and the metrics that changed, no
+    # dependency hashes (every path: --drop '.*/'), at its natural width (COLUMNS=1000), on one screen.
+    wide = {**env, "COLUMNS": "1000"}
+    table = sh(["dvc", "exp", "show", "--only-changed", "--drop", ".*/", "--no-pager"], path, wide).stdout
+    width = max(len(line.rstrip()) for line in table.splitlines())
+    assert width <= 200, f"dvc exp show --only-changed --drop '.*/' is {width} columns wide:\n{table}"
+    header = next(line for line in table.splitlines() if "Experiment" in line).split()
+    assert "grpo.num_train_epochs" in header and any(c.startswith(("grpo.", "hybrid.")) for c in header[2:-1]), header
+    assert not [c for c in header if "/" in c or c.startswith(("baseline.", "sft."))], header
+    # Without --drop, the changed dependencies are listed too (their hashes), but never telemetry.
+    bare = sh(["dvc", "exp", "show", "--only-changed", "--no-pager", "--csv"], path, env).stdout.splitlines()[0]
+    assert "grpo.num_train_epochs" in bare and "telemetry" not in bare and "logs/eval" not in bare, bare
     sh(["git", "checkout", "--", "."], path, env)
     sh(["dvc", "checkout", "-q"], path, env)
 
