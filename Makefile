@@ -30,8 +30,8 @@ test: setup
 test-fast: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"
 
-# Fresh-clone reproduction check: clone HEAD to a temp dir, `dvc repro` from nothing, compare metrics/
-# and predictions/ with the committed reference run (bit for bit), then exercise exp run and the queue.
+# Fresh-clone reproduction check: clone HEAD to a temp dir, `dvc repro` from nothing, compare every
+# tracked file (git status) with the committed reference run (bit for bit), then exercise exp run and the queue.
 reproduce: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest tests/test_pipeline.py -v -s
 
