@@ -42,11 +42,10 @@ from matplotlib.patches import Patch
 from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from fincorp.report import acc_cell, pct, proportion, table, write_outputs
+from fincorp.report import MODELS, acc_cell, pct, proportion, table, write_outputs
 from fincorp.rules import MANUAL_REVIEW
 
 STUDIES = ("seeds", "reward", "prior", "data", "tune", "control")
-MODELS = ("baseline", "sft", "grpo", "hybrid")
 RL_MODELS = ("grpo", "hybrid")  # trained with GRPO: they have frac_reward_zero_std and VIP sample counts
 STAGES = ("sft", "grpo", "hybrid")
 HEADLINE = ("accuracy", "vip_accuracy", "invalid_rate", "prediction_entropy_bits")
