@@ -2,27 +2,28 @@
 # Two images from one recipe; they differ only in their environment stage (base image, lock, where
 # Python and torch come from, default command). Everything after `FROM ${VARIANT}-env` is shared.
 #
-# GPU (the default): CUDA devel base, CPython 3.11 in /opt/venv, requirements-gpu.lock. docs/GPU.md.
+# GPU (the default): Debian bookworm, its python3 (3.11), requirements-gpu.lock with PyPI's CUDA torch
+# (CUDA's libraries come as nvidia-* wheels); checks the GPU with `fincorp preflight`, then runs the
+# article's methodology. docs/GPU.md, docs/container.md.
 #   docker build -t fincorp:gpu .
 #   docker run --gpus all -e HF_TOKEN -v "$PWD":/work -v hf-cache:/hf-cache fincorp:gpu
 #
-# CPU: Debian bookworm, its python3 (3.11), requirements.lock with torch's CPU build; runs `dvc repro`,
-# the committed reference run. docs/container.md (torch's source, CA bundle, wheelhouse, offline rebuild).
+# CPU: the same base, requirements.lock with torch's CPU build; runs `dvc repro`, the committed
+# reference run. docs/container.md (torch's source, CA bundle, wheelhouse, offline rebuild).
 #   docker build --build-arg VARIANT=cpu --build-arg TORCH_INDEX_URL=<PyTorch's CPU wheel index> -t fincorp:cpu .
 #   docker run --rm -v "$PWD":/work fincorp:cpu
 #
 # The repository is mounted at /work (code, .git, DVC cache and outputs stay on the host, and DVC needs
 # .git); the image holds only the environment.
-# GPU variant with vLLM (other torch/transformers; see requirements-gpu-vllm.in):
-#   docker build --build-arg LOCK=requirements-gpu-vllm.lock \
-#     --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-devel-ubuntu22.04 -t fincorp:gpu-vllm .
+# GPU variant with vLLM (other torch/transformers, CUDA 12.8; see requirements-gpu-vllm.in):
+#   docker build --build-arg LOCK=requirements-gpu-vllm.lock -t fincorp:gpu-vllm .
 
 ARG VARIANT=gpu
-# CUDA 13.0, as torch 2.13.0's PyPI wheel; "devel" for nvcc (DeepSpeed and Triton compile kernels at run
-# time). Host driver >= 580. For a byte-identical base, append the digest: ...ubuntu22.04@sha256:<digest>.
-ARG BASE_IMAGE=nvidia/cuda:13.0.2-cudnn-devel-ubuntu22.04
-# Debian 12, whose python3 is 3.11 (the host's `make setup` Python). `make image-test` passes a base it
-# bootstraps itself (debootstrap), the same release.
+# Debian 12, whose python3 is 3.11 (the host's `make setup` Python), for both environments. `make image-test`
+# passes a base it bootstraps itself (debootstrap), the same release. For nvcc in the GPU image (DeepSpeed's
+# JIT ops), a CUDA 13.0 devel base, as torch 2.13.0's PyPI wheel (host driver >= 580; untested here):
+#   --build-arg GPU_BASE_IMAGE=nvidia/cuda:13.0.2-cudnn-devel-ubuntu22.04
+ARG GPU_BASE_IMAGE=debian:bookworm-slim
 ARG CPU_BASE_IMAGE=debian:bookworm-slim
 ARG UV_VERSION=0.13.9
 
@@ -78,7 +79,12 @@ RUN --mount=type=secret,id=ca \
 CMD ["dvc", "repro"]
 
 # ---- GPU environment ------------------------------------------------------------------------------
-FROM ${BASE_IMAGE} AS gpu-env
+# By default the CPU image's Debian bookworm: its python3 is 3.11, and PyPI's torch wheel brings CUDA's
+# runtime libraries as nvidia-* wheels (cuBLAS, cuDNN, NCCL, ...), so the base needs no CUDA; the host's
+# driver (libcuda) comes in at run time with the NVIDIA Container Toolkit. With a CUDA "devel" base
+# (GPU_BASE_IMAGE, for nvcc: DeepSpeed's JIT-compiled ops), whose Ubuntu 22.04 python3 is 3.10, uv
+# installs CPython 3.11 instead.
+FROM ${GPU_BASE_IMAGE} AS gpu-env
 
 ARG LOCK=requirements-gpu.lock
 ARG UV_VERSION
@@ -86,31 +92,55 @@ ARG PYTHON_VERSION=3.11.18
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# git: DVC runs on it; build-essential: the host compiler for JIT-built CUDA/Triton kernels;
-# python3-pip: only to install uv, which then installs CPython 3.11 and everything else.
-# Versions come from the pinned base image's Ubuntu release, hence no apt pins (.hadolint.yaml).
+# git: DVC runs on it; gcc, libc6-dev and Python's headers: Triton compiles a small C launcher for its
+# kernels at run time. Where the release's python3 is not 3.11 (the CUDA base): g++ for DeepSpeed's JIT
+# ops, and pip to install uv. Versions come from the base's release, hence no apt pins (.hadolint.yaml).
 RUN apt-get update \
+    && py=$(apt-cache policy python3 | sed -n 's/^ *Candidate: \([0-9]*\.[0-9]*\).*/\1/p') \
+    && if [ "$py" = 3.11 ]; then extra=(python3-dev python3-venv); else extra=(g++ python3-pip); fi \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        build-essential ca-certificates git python3-pip \
-    && rm -rf /var/lib/apt/lists/* \
-    && python3 -m pip install --no-cache-dir "uv==${UV_VERSION}"
+        ca-certificates gcc git libc6-dev "${extra[@]}" \
+    && rm -rf /var/lib/apt/lists/*
 
-ENV UV_PYTHON_INSTALL_DIR=/opt/python \
-    UV_LINK_MODE=copy \
-    UV_COMPILE_BYTECODE=1 \
-    VIRTUAL_ENV=/opt/venv \
+# Not offline, unlike the CPU stage: the GPU profiles download the model from the Hugging Face Hub.
+ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
-RUN uv python install "${PYTHON_VERSION}" \
-    && uv venv --python "${PYTHON_VERSION}" /opt/venv
+# /opt/venv on Python 3.11: the release's python3 where it is 3.11 (Debian bookworm), else CPython from
+# uv (python-build-standalone, downloaded; it ships its own headers). The CA bundle as in the lock step.
+# (DL3013 reads pip's options in "$@" as an unpinned package.)
+# hadolint ignore=DL3013
+RUN --mount=type=secret,id=ca \
+    if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
+        python3 -m venv /opt/venv; \
+    else \
+        set --; if [ -s /run/secrets/ca ]; then set -- --cert /run/secrets/ca; export SSL_CERT_FILE=/run/secrets/ca; fi; \
+        export UV_PYTHON_INSTALL_DIR=/opt/python \
+        && python3 -m pip install --no-cache-dir "$@" "uv==${UV_VERSION}" \
+        && uv --no-cache python install "${PYTHON_VERSION}" \
+        && "$(uv --no-cache python find "${PYTHON_VERSION}")" -m venv /opt/venv; \
+    fi \
+    && python -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'
 
-# The lock alone, in its own layer: editing the code never reinstalls the dependencies.
+# The lock alone, in its own layer: editing the code never reinstalls the dependencies. torch and the
+# build backend first, pinned by the lock (-c): PyPI's torch for Linux is the CUDA build (13.0 for
+# torch 2.13.0) and pulls the nvidia-* wheels. Then the lock without build isolation, because DeepSpeed
+# is an sdist whose setup.py imports torch (to record its CUDA version), and sdists build as wheels
+# (PEP 517) with the lock's setuptools; DS_BUILD_OPS=0: no op is compiled now, DeepSpeed JIT-compiles
+# them with nvcc on first use (only a CUDA devel base has nvcc).
+# The CA bundle (secret `ca`, as in the CPU stage) is mounted for this step only; no pip cache is kept.
 COPY ${LOCK} /tmp/requirements.lock
-RUN --mount=type=cache,target=/root/.cache/uv \
-    uv pip install --python /opt/venv/bin/python -r /tmp/requirements.lock
+RUN --mount=type=secret,id=ca \
+    set --; if [ -s /run/secrets/ca ]; then set -- --cert /run/secrets/ca; fi; \
+    pip install --no-cache-dir "$@" -c /tmp/requirements.lock torch setuptools \
+    && DS_BUILD_OPS=0 pip install --no-cache-dir "$@" --no-build-isolation --use-pep517 \
+        -r /tmp/requirements.lock "uv==${UV_VERSION}" \
+    && pip check \
+    && python -c "import torch; assert torch.version.cuda, torch.__version__; print('torch', torch.__version__)"
 
-# The article's methodology; any other command replaces this one, e.g. `dvc repro` or
+# Preflight first: without a CUDA GPU (or with one too small for the profile) it stops with one line
+# before DVC starts anything; then the article's methodology. Any other command replaces both, e.g.
 # `dvc exp run -S profile=paper-scripts`.
-CMD ["dvc", "exp", "run", "-S", "profile=paper"]
+CMD ["sh", "-c", "fincorp preflight --profile paper && exec dvc exp run -S profile=paper"]
 
 # ---- Shared: user, git, the code ------------------------------------------------------------------
 # The environment stage chosen by VARIANT (cpu or gpu); its CMD is the image's default command.

@@ -1,13 +1,15 @@
 """The images' recipe (Dockerfile, .dockerignore) and the GPU locks, checked as text: no docker needed.
 
 One Dockerfile, two environment stages (cpu-env, gpu-env) and one shared stage on top of the one
-VARIANT picks (gpu by default). What must hold: base images pinned by tag, each lock installed in its
-own layer before the code is copied (a code edit never reinstalls torch), a non-root user, no token
-baked in, git usable on the mounted repository, the CPU build's CA bundle and wheelhouse mounted for
-one step and never copied; and requirements-gpu.lock at the same versions as requirements.lock
-wherever both pin a package, torch's build aside. The vLLM variant differs where vLLM 0.12.0 forces
-it, and only there (reasons below and in requirements-gpu-vllm.in). `make image-test` builds and runs
-the CPU image for real (scripts/image_test.sh).
+VARIANT picks (gpu by default). What must hold: both environments start from the same Debian bookworm
+base by default (a CUDA base only as a build argument), each lock installed in its own layer before the
+code is copied (a code edit never reinstalls torch) with no pip cache kept, a non-root user, no token
+baked in, git usable on the mounted repository, the CA bundle (and the CPU build's wheelhouse) mounted
+for the install steps and never copied, the GPU image's default command checking the GPU before DVC
+starts; and requirements-gpu.lock at the same versions as requirements.lock wherever both pin a
+package, torch's build aside. The vLLM variant differs where vLLM 0.12.0 forces it, and only there
+(reasons below and in requirements-gpu-vllm.in). `make image-test` builds both images and runs them
+for real (scripts/image_test.sh).
 """
 
 from __future__ import annotations
@@ -111,15 +113,37 @@ def test_gpu_is_the_default_and_the_shared_stage_comes_last(stages, args):
     assert {"cpu-env", "gpu-env"} <= set(stages)
 
 
-def test_base_images_are_pinned(stages, args):
-    gpu = resolve(stages["gpu-env"][0][1], args).split()[0]
-    name, _, tag = gpu.partition("@")[0].rpartition(":")
-    assert name == "nvidia/cuda" and re.search(r"\d+\.\d+\.\d+", tag), f"{gpu}: pin a full version tag"
-    assert tag.startswith("13.0.2-")  # torch 2.13.0's PyPI wheel is built for CUDA 13.0
+def test_both_environments_start_from_debian_bookworm_and_cuda_is_only_a_build_argument(stages, args):
+    """`docker build .` needs no CUDA base: PyPI's torch wheel brings CUDA's libraries (nvidia-* wheels)."""
     cpu = resolve(stages["cpu-env"][0][1], args).split()[0]
+    gpu = resolve(stages["gpu-env"][0][1], args).split()[0]
+    assert gpu == cpu, f"the GPU stage starts from {gpu}, the CPU stage from {cpu}"
     name, _, tag = cpu.rpartition(":")
-    # a Debian release by name: bookworm's python3 is 3.11, the Python of requirements.lock
+    # a Debian release by name: bookworm's python3 is 3.11, the Python of the locks
     assert name == "debian" and tag.startswith("bookworm"), cpu
+    assert not any("nvidia/cuda" in value for value in args.values())
+    # the CUDA base for nvcc (DeepSpeed's JIT ops) is documented as a build argument, at torch's CUDA
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"--build-arg GPU_BASE_IMAGE=nvidia/cuda:13\.0\.\d+-\w+-devel-ubuntu", text)
+
+
+def test_the_gpu_stage_gets_python_3_11_on_either_base(stages):
+    """Debian's python3 where it is 3.11; uv's CPython 3.11 on a base whose python3 is not (Ubuntu 22.04)."""
+    runs = [rest for w, rest in stages["gpu-env"] if w == "RUN"]
+    venv = next(r for r in runs if "/opt/venv" in r and "venv" in r)
+    assert "sys.version_info[:2] != (3, 11)" in venv and "python3 -m venv /opt/venv" in venv
+    assert 'uv --no-cache python install "${PYTHON_VERSION}"' in venv
+    assert "assert sys.version_info[:2] == (3, 11)" in venv
+
+
+def test_the_gpu_stage_installs_only_what_runs(stages):
+    """git for DVC, a C compiler and Python's headers for Triton's launcher; no toolkit, no C++ on Debian."""
+    apt = next(rest for w, rest in stages["gpu-env"] if w == "RUN" and "apt-get install" in rest)
+    for package in ("ca-certificates", "gcc", "git", "libc6-dev", "python3-dev", "python3-venv"):
+        assert re.search(rf"(\s|\(){re.escape(package)}(\s|\))", apt), package
+    assert "build-essential" not in apt and "cuda" not in apt
+    assert "extra=(g++ python3-pip)" in apt  # only where python3 is not 3.11: the CUDA base, for JIT ops
+    assert "--no-install-recommends" in apt and "rm -rf /var/lib/apt/lists/*" in apt
 
 
 @pytest.mark.parametrize("stage, lock", [("gpu-env", "requirements-gpu.lock"), ("cpu-env", "requirements.lock")])
@@ -143,6 +167,27 @@ def test_the_cpu_stage_installs_cpu_torch_first_pinned_by_the_lock(stages):
     assert "--no-cache-dir" in run
 
 
+def test_the_gpu_stage_installs_cuda_torch_first_then_the_lock_without_build_isolation(stages):
+    """DeepSpeed is an sdist whose setup.py imports torch: torch and setuptools first (pinned by the lock),
+    then the lock on them; no op compiled at build time; the result must be a CUDA build."""
+    run = stages["gpu-env"][index(stages["gpu-env"], "RUN", r"-r /tmp/requirements.lock")][1]
+    assert run.index("-c /tmp/requirements.lock torch setuptools") < run.index("-r /tmp/requirements.lock")
+    assert "--no-build-isolation --use-pep517 -r /tmp/requirements.lock" in run and "DS_BUILD_OPS=0" in run
+    assert "assert torch.version.cuda" in run  # PyPI's CUDA build, not a CPU one
+    assert "pip check" in run
+
+
+def test_no_package_cache_is_kept(steps):
+    for word, rest in steps:
+        if word != "RUN":
+            continue
+        assert "--mount=type=cache" not in rest, rest  # a cache mount would hide what the build downloads
+        for install in re.findall(r"(?<!uv )\bpip install [^&;]*", rest):
+            assert "--no-cache-dir" in install, install
+        for install in re.findall(r"\buv (?:--no-cache )?(?:pip|python) install [^&;]*", rest):
+            assert "--no-cache" in install, install
+
+
 def test_the_build_backend_pin_matches_the_gpu_lock(args):
     """The editable install runs without build isolation, on the setuptools each environment holds."""
     assert args["SETUPTOOLS_VERSION"] == pins(ROOT / "requirements-gpu.lock")["setuptools"]
@@ -150,9 +195,15 @@ def test_the_build_backend_pin_matches_the_gpu_lock(args):
 
 def test_ca_bundle_and_wheelhouse_are_mounted_for_one_step_never_copied(steps, stages):
     assert stages["wheelhouse"] == [("FROM", "scratch AS wheelhouse")]  # empty unless --build-context
-    mounted = [rest for w, rest in steps if w == "RUN" and "--mount=type=secret,id=ca" in rest]
-    assert len(mounted) == 1 and "--mount=type=bind,from=wheelhouse,target=/wheelhouse" in mounted[0]
-    assert "--cert /run/secrets/ca" in mounted[0]
+    # every step that downloads packages mounts the CA bundle; only the CPU lock's also the wheelhouse
+    downloads = [rest for w, rest in steps if w == "RUN" and re.search(r"pip install|uv .*python install", rest)
+                 and "--no-deps -e /work" not in rest]
+    assert len(downloads) == 3  # the CPU lock, the GPU stage's CPython (CUDA base), the GPU lock
+    for rest in downloads:
+        assert "--mount=type=secret,id=ca" in rest and "--cert /run/secrets/ca" in rest, rest
+    wheelhouse = [rest for w, rest in steps if w == "RUN" and "from=wheelhouse" in rest]
+    assert len(wheelhouse) == 1 and "--mount=type=bind,from=wheelhouse,target=/wheelhouse" in wheelhouse[0]
+    assert wheelhouse[0] in [rest for w, rest in stages["cpu-env"] if w == "RUN"]
     for word, rest in steps:
         if word in ("COPY", "ADD"):
             assert not re.search(r"\.(crt|pem|whl)\b|wheelhouse|from=", rest), f"{word} {rest}"
@@ -192,13 +243,21 @@ def test_git_trusts_the_mounted_repository_and_paths_are_set(stages):
 
 
 def test_default_command_runs_the_pipeline(steps, stages):
-    """Each environment stage sets its CMD, which the shared stage inherits (it sets none)."""
+    """Each environment stage sets its CMD, which the shared stage inherits (it sets none). The GPU one
+    runs `fincorp preflight` first and DVC only if it passed: without a GPU it stops with one line."""
     cmds = {name: [rest for w, rest in stage if w == "CMD"] for name, stage in stages.items()}
     assert cmds["cpu-env"] == ['["dvc", "repro"]']  # the committed reference run
-    assert len(cmds["gpu-env"]) == 1 and re.search(r'"dvc",\s*"exp",\s*"run"', cmds["gpu-env"][0])
-    assert "profile=paper" in cmds["gpu-env"][0]
+    assert len(cmds["gpu-env"]) == 1
+    assert re.fullmatch(r'\["sh", "-c", "fincorp preflight --profile paper && exec dvc exp run -S profile=paper"\]',
+                        cmds["gpu-env"][0]), cmds["gpu-env"][0]
     assert cmds["final"] == []
     assert not any(w == "ENTRYPOINT" for w, _ in steps)  # an ENTRYPOINT would reset the inherited CMD
+
+
+def test_the_gpu_image_is_not_offline(stages):
+    """The CPU image runs offline; the GPU profiles download the model from the Hugging Face Hub."""
+    assert "HF_HUB_OFFLINE=1" in " ".join(rest for w, rest in stages["cpu-env"] if w == "ENV")
+    assert "HF_HUB_OFFLINE" not in " ".join(rest for w, rest in stages["gpu-env"] + stages["final"] if w == "ENV")
 
 
 def test_dockerignore_keeps_the_image_small():
