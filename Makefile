@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test test-fast reproduce benchmark ci-benchmark study lock-gpu gpu-image image-test clean-venv
+.PHONY: setup repro test test-fast reproduce benchmark ci-benchmark study lock-gpu gpu-image image-test image-vllm clean-venv
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -59,14 +59,23 @@ lock-gpu:
 	    && mv $$n.lock.tmp $$n.lock || exit 1; \
 	done
 
+# The GPU image with Docker (docs/GPU.md); `make image-test` builds and checks the same with podman.
 gpu-image:
 	docker build -t fincorp:gpu .
 
-# The CPU image built and run for real (what CI runs; root): podman builds it from the Dockerfile, then
-# on a fresh clone it reproduces the committed run and runs the fast tier. docs/container.md.
-#   IMAGE_TEST_PIPELINE=0 make image-test   # `dvc repro split` instead of the whole pipeline
+# Both images built and run for real (what CI runs; root): podman builds the CPU and the GPU image from the
+# Dockerfile; on fresh clones the CPU image reproduces the committed run and runs the fast tier, the GPU
+# image is checked as far as a machine without a GPU can (its CUDA build, libraries and versions, the fast
+# tier, the default command's one-line stop, the preflight plan). docs/container.md.
+#   IMAGE_TEST_PIPELINE=0 make image-test   # `dvc repro split` instead of the whole CPU pipeline
+#   IMAGE_TEST_VARIANTS=gpu make image-test # one image
 image-test:
 	scripts/image_test.sh
+
+# The vLLM variant (requirements-gpu-vllm.lock), not in CI: built cold, checked like the GPU image plus TRL's
+# vLLM colocate imports, then removed (about 12 GB). Add IMAGE_TEST_RECORD=benchmarks/container.md to record it.
+image-vllm:
+	IMAGE_TEST_VARIANTS=gpu-vllm IMAGE_TEST_COLD=1 IMAGE_TEST_RM=1 scripts/image_test.sh
 
 # CI (.ci/run) on a fresh clone of HEAD, timed -> benchmarks/ci.md and benchmarks/container.md (run alone)
 ci-benchmark:
