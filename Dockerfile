@@ -45,10 +45,12 @@ ARG SETUPTOOLS_VERSION=84.2.1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # Versions come from the Debian release (bookworm), hence no apt pins (.hadolint.yaml).
+# apt-get clean: debian:bookworm-slim deletes the downloaded packages by itself (docker-clean), a
+# debootstrapped base (make image-test) keeps them in /var/cache/apt.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates git python3 python3-venv \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
 
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
@@ -100,7 +102,7 @@ RUN apt-get update \
     && if [ "$py" = 3.11 ]; then extra=(python3-dev python3-venv); else extra=(g++ python3-pip); fi \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates gcc git libc6-dev "${extra[@]}" \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
 
 # Not offline, unlike the CPU stage: the GPU profiles download the model from the Hugging Face Hub.
 ENV VIRTUAL_ENV=/opt/venv \

@@ -269,14 +269,17 @@ print(f"vllm {vllm.__version__}: TRL GRPOTrainer colocate imports OK")
 '
 # Where the bytes go: installed size per distribution (the files its RECORD lists).
 sizes_py='
-import importlib.metadata as md, os
+import importlib.metadata as md, os, subprocess
 rows = []
 for d in md.distributions():
     paths = {os.path.realpath(d.locate_file(f)) for f in d.files or []}
     rows.append((sum(os.path.getsize(p) for p in paths if os.path.isfile(p)), d.metadata["Name"], d.version))
 rows.sort(reverse=True)
 total = sum(r[0] for r in rows)
-print(f"site-packages {total / 1e6:.0f} MB in {len(rows)} distributions")
+du = subprocess.run(["du", "-s", "--block-size=1000000", "/usr", "/var", "/opt/venv"],
+                    capture_output=True, text=True, check=True).stdout
+print(f"site-packages {total / 1e6:.0f} MB in {len(rows)} distributions;",
+      ", ".join(f"{path.strip()} {mb} MB" for mb, path in (line.split("\t") for line in du.splitlines())))
 for size, name, version in rows[:10]:
     print(f"{size / 1e6:.0f} MB {name} {version}")
 '
