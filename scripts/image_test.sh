@@ -243,7 +243,7 @@ runtime = next(v for k, v in pins.items() if re.fullmatch(r"nvidia-cuda-runtime(
 cuda = ".".join(runtime.split(".")[:2])  # the CUDA release the lock brings
 assert torch.version.cuda == cuda, f"torch.version.cuda {torch.version.cuda}, the lock brings CUDA {cuda}"
 assert torch.__version__.split("+")[0] == pins["torch"], (torch.__version__, pins["torch"])
-assert not torch.cuda.is_available()
+assert not torch.cuda.is_available(), "a GPU is visible: these checks are for a machine without one"
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda} (cuDNN {torch.backends.cudnn.version()}); no GPU here")
 names = ["trl", "transformers", "peft", "accelerate", "deepspeed"] + (["vllm"] if "vllm" in pins else [])
 for name in names:
