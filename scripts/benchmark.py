@@ -86,6 +86,7 @@ def grpo_step_profile(clone: Path, steps: int = 8, skip: int = 2) -> dict[str, f
     from transformers import TrainerCallback
 
     from fincorp.grpo import build_trainer
+    from fincorp.preflight import flop_counter
     from fincorp.params import load_params
     from fincorp.split import read_applications
 
@@ -130,7 +131,7 @@ def grpo_step_profile(clone: Path, steps: int = 8, skip: int = 2) -> dict[str, f
             return {k: v[skip:] for k, v in spent.items()}
 
     timed_run = profiled(None)
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:  # torch's counter, plus the CPU flash-attention kernel
         counted = profiled(counter)
     mean = statistics.mean
     rate = matmul_flop_rate()

@@ -1,6 +1,7 @@
 """The CUDA path (bf16, gradient checkpointing, device placement) on the tiny model. Skips without CUDA.
 
-Run on a GPU host with scripts/gpu_smoke.sh, which also times it and keeps the log and metrics.
+Run on a GPU host with scripts/gpu_smoke.sh, which also times it and keeps the log and metrics, with
+`fincorp preflight`'s plan of the same training stage beside the peak that torch.cuda measured.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ def test_bf16_gradient_checkpointing_training_and_eval_on_cuda(stage, tiny_works
     write_tiny_params(ws, committed_params, **{"model.dtype": "bfloat16", f"{stage}.bf16": True,
                                                f"{stage}.gradient_checkpointing": True})
     monkeypatch.chdir(ws)
+    torch.cuda.reset_peak_memory_stats()
     start = time.time()
     {"sft": sft, "grpo": grpo}[stage].run("params.yaml", "models/base", "data/train.jsonl", f"models/{stage}",
                                           f"logs/{stage}", "data/val.jsonl")
     train_s = time.time() - start
+    peak_mib = torch.cuda.max_memory_allocated() / 2**20  # training alone: eval below has its own peak
     record = json.loads(Path(f"models/{stage}/run.json").read_text())
     telemetry = json.loads(Path(f"telemetry/{stage}.json").read_text())
     assert telemetry["hardware"]["cuda_devices"], telemetry["hardware"]
@@ -45,8 +48,18 @@ def test_bf16_gradient_checkpointing_training_and_eval_on_cuda(stage, tiny_works
     assert metrics["n"] == 16
     out = os.environ.get("FINCORP_SMOKE_OUT")
     if out:
+        from fincorp import preflight
+        from fincorp.params import load_params
+
+        p = load_params("params.yaml")
+        try:
+            planned = preflight.plan(p, "models/base", preflight.target(p, None))["stages"][stage]
+            plan = {"planned_peak_mib": round(planned["peak"] / 2**20), "planned_flops": planned["flops"],
+                    "planned_seconds": round(planned["seconds"], 1)}
+        except preflight.PreflightError as e:  # a GPU without datasheet numbers here: the measurement still counts
+            plan = {"plan_error": str(e)}
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / f"{stage}.json").write_text(json.dumps(
-            {"train_seconds": round(train_s, 1), "peak_gpu_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20),
+            {"train_seconds": round(train_s, 1), "peak_gpu_memory_mib": round(peak_mib), **plan,
              "device": torch.cuda.get_device_name(0), "metrics": metrics, "run": record, "telemetry": telemetry},
             indent=2, sort_keys=True))

@@ -17,6 +17,7 @@ import click
 
 from fincorp.jsonl import DataError
 from fincorp.params import ParamsError, load_params
+from fincorp.preflight import GPUS, PreflightError, require_device
 
 PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True,
                       type=click.Path(dir_okay=False), help="params file")
@@ -31,7 +32,7 @@ def user_errors(f):
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
-        except (ParamsError, DataError, FileNotFoundError) as e:
+        except (ParamsError, DataError, FileNotFoundError, PreflightError) as e:
             raise click.ClickException(str(e)) from None
 
     return wrapper
@@ -40,8 +41,11 @@ def user_errors(f):
 MODEL_STAGES = ("base", "sft", "grpo", "hybrid", "eval")
 
 
-def stage(name: str):
-    """Import a stage module only when its command runs (torch/transformers take seconds to import)."""
+def stage(name: str, params_path: str | None = None):
+    """Import a stage module only when its command runs (torch/transformers take seconds to import). A model
+    stage first checks the device: a profile with model.device cuda stops here, in one line, without a GPU."""
+    if name in MODEL_STAGES and params_path is not None:
+        require_device(load_params(params_path))
     module = importlib.import_module(f"fincorp.{name}")
     if name in MODEL_STAGES:
         from transformers.utils import logging as hf_logging
@@ -63,7 +67,9 @@ def train_stage(name: str, params_path: str, base_dir: str, train: str, out: str
     `val`: the validation slice scored for the learning curves. `init` (stage hybrid): the adapter training
     starts from.
     """
-    launch = load_params(params_path).launch
+    p = load_params(params_path)
+    require_device(p)  # before a launcher starts N processes that would each fail
+    launch = p.launch
     if "LOCAL_RANK" in os.environ or not (launch.accelerate_config or launch.num_processes > 1):
         stage(name).run(params_path, base_dir, train, out, log_dir, val, **({"init_adapter": init} if init else {}))
         return
@@ -118,7 +124,7 @@ def split(params_path: str, data: str, train_out: str, test_out: str, val_out: s
 @user_errors
 def base(params_path: str, out: str) -> None:
     """Build and pre-train the tiny base (model.source local), or resolve a hub model (hub)."""
-    stage("base").run(params_path, out, "telemetry/base.json")
+    stage("base", params_path).run(params_path, out, "telemetry/base.json")
 
 
 @main.command(name="eval")
@@ -132,9 +138,9 @@ def base(params_path: str, out: str) -> None:
 def eval_(params_path: str, name: str, base_dir: str, model_dir: str | None, test: str) -> None:
     """Score model NAME on the full test set; writes eval/NAME.json, predictions/NAME.jsonl."""
     same = model_dir is None or Path(model_dir).resolve() == Path(base_dir).resolve()
-    stage("eval").run(params_path, name, base_dir, None if same else model_dir, test, f"eval/{name}.json",
-                      f"predictions/{name}.jsonl", f"plots/confusion/{name}.json",
-                      f"telemetry/eval-{name}.json")
+    stage("eval", params_path).run(params_path, name, base_dir, None if same else model_dir, test,
+                                   f"eval/{name}.json", f"predictions/{name}.jsonl", f"plots/confusion/{name}.json",
+                                   f"telemetry/eval-{name}.json")
 
 
 @main.command()
@@ -201,3 +207,22 @@ def study(name: str, n_seeds: int, queue: bool, collect_only: bool, force: bool,
     if queue and collect_only:
         raise click.UsageError("--queue and --collect exclude each other")
     stage("study").run(name, n_seeds=n_seeds, queue=queue, collect_only=collect_only, force=force, out_dir=out_dir)
+
+
+@main.command()
+@PARAMS
+@click.option("--profile", default=None,
+              help="plan conf/ composed with this profile, as `dvc exp run -S profile=NAME` does "
+                   "[default: params.yaml]")
+@click.option("--gpu", default=None,
+              help=f"plan for this GPU, visible or not: {', '.join(GPUS)} [default: the visible one]")
+@click.option("--base", "base_dir", default="models/base", show_default=True)
+@click.option("--out", default=None,
+              help="the table (markdown; its JSON beside it) [default: telemetry/preflight-PROFILE.md]")
+@user_errors
+def preflight(params_path: str, profile: str | None, gpu: str | None, base_dir: str, out: str | None) -> None:
+    """Memory, FLOPs and time of every stage before any download or training; stops when it cannot run or fit."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    importlib.import_module("fincorp.preflight").run(params_path, profile, gpu, base_dir, out)

@@ -59,6 +59,7 @@ class ModelParams:
     revision: str  # pinned hub commit or tag; "" for source=local
     dtype: Dtype
     enable_thinking: bool  # passed to the chat template; Qwen3 thinking is off for this task
+    device: Literal["auto", "cuda"]  # auto: CUDA when visible, else the CPU; cuda: stop at once without a GPU
 
 
 @dataclass(frozen=True)
