@@ -276,7 +276,7 @@ for d in md.distributions():
     rows.append((sum(os.path.getsize(p) for p in paths if os.path.isfile(p)), d.metadata["Name"], d.version))
 rows.sort(reverse=True)
 total = sum(r[0] for r in rows)
-du = subprocess.run(["du", "-s", "--block-size=1000000", "/usr", "/var", "/opt/venv"],
+du = subprocess.run(["du", "-s", "--block-size=1000000", "/usr", "/opt/venv"],
                     capture_output=True, text=True, check=True).stdout
 print(f"site-packages {total / 1e6:.0f} MB in {len(rows)} distributions;",
       ", ".join(f"{path.strip()} {mb} MB" for mb, path in (line.split("\t") for line in du.splitlines())))
