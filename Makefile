@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup repro test test-fast reproduce benchmark ci-benchmark study lock-gpu gpu-image image-test image-vllm clean-venv
+.PHONY: setup repro test test-fast reproduce benchmark ci-benchmark study preflight-tables lock-gpu gpu-image image-test image-vllm clean-venv
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,17 @@ study: setup
 # Full-pipeline time, per-stage time and memory, no-op time, eval throughput -> benchmarks/cpu.{json,md}
 benchmark: setup
 	PATH="$(BIN):$$PATH" $(BIN)/python scripts/benchmark.py
+
+# `fincorp preflight` for the GPU profiles on one A100 80GB and one H100 80GB (no GPU needed) ->
+# docs/preflight/<profile>-<gpu>.md (and .json); the paper/A100 table also goes into docs/GPU.md, between
+# its preflight markers.
+PREFLIGHT_PROFILES := paper paper-scripts
+PREFLIGHT_GPUS := A100-80GB H100-80GB
+preflight-tables: setup
+	for p in $(PREFLIGHT_PROFILES); do for g in $(PREFLIGHT_GPUS); do \
+	  $(BIN)/fincorp preflight --profile $$p --gpu $$g --out docs/preflight/$$p-$$g.md > /dev/null || exit 1; \
+	done; done
+	$(BIN)/python -c 'from fincorp.preflight import splice; splice("docs/GPU.md", "docs/preflight/paper-A100-80GB.md")'
 
 # GPU locks: resolve metadata only (downloads no wheels); needs uv (`pip install uv`).
 # Each lock starts with its .in file's first comment block. Bump --exclude-newer with the pins.

@@ -19,9 +19,9 @@ from fincorp.generate import generate
 from fincorp.jsonl import write_jsonl
 
 # One word per stage: the CLI has exactly one command per dvc.yaml stage, plus `study` (which runs
-# experiments of the whole pipeline, so it is not a stage).
+# experiments of the whole pipeline, so it is not a stage) and `preflight` (the plan before any stage runs).
 STAGES = list(YAML(typ="safe").load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"])
-DRIVERS = ["study"]
+DRIVERS = ["study", "preflight"]  # commands that are not DVC stages
 
 
 @pytest.fixture

@@ -186,7 +186,7 @@ def test_profile_is_composed_and_lengths_estimated_without_a_tokenizer(in_repo, 
     p = preflight.compose("paper", "params.yaml", tmp_path)  # params.yaml is not read: conf/ is composed
     assert p.profile == "paper" and p.model.device == "cuda" and p.grpo.max_completion_length == 150
     lengths = preflight.lengths(p, tmp_path / "no-base")  # no tokenizer in this machine's HF cache
-    assert lengths["how"].startswith("estimated at 3 bytes per token")
+    assert lengths["how"] == "estimated at 3 bytes per token: no tokenizer at hand"
     assert 100 < lengths["prompt"] < 400 and 5 < lengths["answer"] < 20
 
 
@@ -215,7 +215,8 @@ def test_tiny_plan_against_measured_training(tiny_workspace, monkeypatch):
 
     The plan is an upper bound by construction: every completion runs to max_completion_length and every
     batch pads to the longest prompt, where the real steps stop at the longest completion drawn and pad to
-    the longest prompt of their batch. So plan/measured >= 0.95 (counting noise aside) and <= 2.
+    the longest prompt of their batch. So plan/measured >= 0.95 (the measured FLOPs are rounded to 10 MFLOP)
+    and <= 1.5 (1.04 measured: the tiny base's completions mostly run to max_completion_length).
     """
     import importlib.util
 
@@ -229,7 +230,7 @@ def test_tiny_plan_against_measured_training(tiny_workspace, monkeypatch):
     p = load_params("params.yaml")
     pl = preflight.plan(p, "models/base", {"kind": "cpu", "name": "this CPU", "source": "test"})
     planned = pl["stages"]["grpo"]["step_flops"]
-    assert 0.95 <= planned / measured <= 2.0, (planned, measured)
+    assert 0.95 <= planned / measured <= 1.5, (planned, measured)
     assert pl["lengths"]["how"] == "tokenized"
 
 

@@ -302,7 +302,7 @@ def lengths(p: Params, base_dir: str | Path) -> dict[str, Any]:
     longest = max(len((m[0]["content"] + m[1]["content"]).encode()) + wrap for m in messages)
     answer = max(len(answer_text(label).encode()) for label in LABELS) + len("<|im_end|>")
     return {"prompt": math.ceil(longest / PROMPT_BYTES_PER_TOKEN), "answer": math.ceil(answer / PROMPT_BYTES_PER_TOKEN),
-            "how": f"estimated at {PROMPT_BYTES_PER_TOKEN:g} bytes per token (no tokenizer at hand)"}
+            "how": f"estimated at {PROMPT_BYTES_PER_TOKEN:g} bytes per token: no tokenizer at hand"}
 
 
 def _tokenizer(p: Params, base_dir: str | Path):
@@ -479,10 +479,14 @@ def cpu_rate() -> float:
 
 
 def process_baseline_bytes() -> float:
-    """Resident memory of a fresh Python that imported the training stack: what a CPU stage holds before its
-    first tensor (measured in a subprocess)."""
-    code = ("import resource, torch, transformers, trl, peft, datasets; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    """Peak resident memory of a fresh Python that imported the training stack: what a CPU stage holds before
+    its first tensor (measured in a subprocess). Linux's VmHWM, not ru_maxrss, which keeps the parent's peak
+    across fork and exec."""
+    code = ("import resource, sys, torch, transformers, trl, peft, datasets\n"
+            "try:\n"
+            "    print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
+            "except OSError:\n"
+            "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == 'darwin' else 1))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(done.stdout.split()[-1]) * 1024
 
@@ -662,6 +666,10 @@ def render(pl: dict[str, Any]) -> str:
     if kv:
         lines += ["", "KV cache at full length, inside each peak: " +
                   "; ".join(f"{k} {_gib(v)}" for k, v in kv.items()) + "."]
+    parts = {k: st["peaks"] for k, st in pl["stages"].items() if "peaks" in st and k != "hybrid"}
+    if parts:  # which unit of work sets each training stage's peak (AdamW's moments alive after the first step)
+        lines += ["", "Peak by part (tensors alive at once): " + "; ".join(
+            f"{k} " + ", ".join(f"{part} {_gib(v)}" for part, v in ps.items()) for k, ps in parts.items()) + "."]
     ok, why = fits(pl)
     if not cpu:
         lines += ["", f"Fits: {'yes' if ok else 'NO'}; the largest stage: {why}."]
