@@ -363,7 +363,11 @@ class FakeModel:
         import torch
 
         # Masks are built without data-dependent branches (as under torch.compile): fake tensors have no data.
-        with self.fake, unittest.mock.patch("transformers.masking_utils.is_tracing", return_value=True), \
+        # transformers 5 asks masking_utils.is_tracing, 4.57 (the vLLM image) is_torchdynamo_compiling.
+        from transformers import masking_utils
+
+        tracing = next(n for n in ("is_tracing", "is_torchdynamo_compiling") if hasattr(masking_utils, n))
+        with self.fake, unittest.mock.patch.object(masking_utils, tracing, return_value=True), \
                 flop_counter() as flops, live_bytes_mode(list(self.model.parameters())) as mem:
             work(self.model, torch, lambda: float(flops.get_total_flops()))
             return {"flops": float(flops.get_total_flops()), "peak_bytes": float(mem.peak)}
