@@ -423,7 +423,7 @@ def generation(fm: FakeModel, batch: int, prompt: int, new_tokens: int) -> dict[
     first, last = prefill_then_decode(prompt), prefill_then_decode(longest)
     kv = cache[0] * (longest + 1) / longest  # measured after the prefill of `longest` tokens
     return {"prefill_flops": first["prefill"], "decode_flops": new_tokens * (first["decode"] + last["decode"]) / 2,
-            "decode_steps": new_tokens, "peak_bytes": last["peak_bytes"], "kv_bytes": kv,
+            "peak_bytes": last["peak_bytes"], "kv_bytes": kv,
             # a decode step reads every weight and, on average, half the final cache
             "decode_bytes_read": new_tokens * (fm.weight_bytes + fm.trainable_bytes + kv / 2)}
 
@@ -510,7 +510,7 @@ def plan(p: Params, base_dir: str | Path, where: dict[str, Any]) -> dict[str, An
         times = 1 + steps // every + (steps % every != 0)
         g = generation(fm, min(e.batch_size, n["val"]), P, e.max_new_tokens)
         batches = times * math.ceil(n["val"] / e.batch_size)
-        return {"g": g, "times": times, "batches": batches}
+        return {"g": g, "batches": batches}
 
     def trained(name: str, fm: FakeModel, micro: dict, micro_per_step: int, steps: int, val: dict,
                 gen: dict | None, what: str) -> None:
@@ -534,7 +534,7 @@ def plan(p: Params, base_dir: str | Path, where: dict[str, Any]) -> dict[str, An
         micro = train_step(fm, pd, seq, None, False)
         stages["base"] = {"what": f"{steps} steps x {ga} x {pd} rows x {seq} tokens, every weight trains",
                           "weights": 0.0, "trainable": 4 * fm.trainable_bytes, "peak": micro["peak_bytes"],
-                          "flops_parts": {"train": steps * b.gradient_accumulation_steps * micro["flops"]},
+                          "flops_parts": {"train": steps * ga * micro["flops"]},
                           "generations": [], "kv": 0.0, "steps": steps}
     else:
         stages["base"] = {"what": "resolve and download the weights (no accelerator work)", "weights": 0.0,
