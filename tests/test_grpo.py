@@ -22,6 +22,9 @@ from fincorp.split import read_applications
     ({"grpo.loss_type": "ppo"}, "grpo.loss_type: 'ppo' is not allowed"),
     ({"grpo.use_vllm": True}, "grpo.use_vllm: needs a GPU profile"),
     ({"grpo.temperature": 0}, "grpo.temperature: must be positive"),
+    ({"grpo.gradient_checkpointing": True},
+     "grpo.share_prompt_prefix: needs grpo.gradient_checkpointing: false (with checkpointing the model keeps no "
+     "key/value cache to share)"),
 ])
 def test_grpo_params_are_checked_before_any_model_loads(write_params, changes, message):
     with pytest.raises(ParamsError) as e:

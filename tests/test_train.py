@@ -101,3 +101,16 @@ def test_adapter_config_is_written_the_same_whatever_the_set_order(tmp_path):
     stable_adapter_config(b)
     assert a.read_bytes() == b.read_bytes()
     assert json.loads(a.read_text()) == {"r": 16, "target_modules": ["lm_head", "q_proj", "v_proj"]}
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_progress_bar_shows_on_a_terminal_only(monkeypatch, tmp_path, terminal):
+    """On a terminal the Trainer's own progress bar (step, rate, time left); in a log file or CI its log lines."""
+    import sys
+
+    from fincorp.params import load_params
+    from fincorp.train import trainer_args
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    args = trainer_args(load_params("params.yaml").grpo, 42, tmp_path)
+    assert args["disable_tqdm"] is (not terminal)

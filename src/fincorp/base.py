@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -192,7 +193,7 @@ def build_local(p: Params, out: Path, work: Path) -> dict[str, Any]:
         report_to="none",
         logging_steps=20,
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
+        disable_tqdm=not sys.stderr.isatty(),  # a progress bar on a terminal, log lines elsewhere
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     result = trainer.train()

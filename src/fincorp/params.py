@@ -143,6 +143,7 @@ class GrpoParams:
     reward_wrong: float  # preset `exact` only (wrong or invalid)
     bf16: bool
     gradient_checkpointing: bool
+    share_prompt_prefix: bool  # prefix.py: each distinct prompt runs once when generating and in the loss
     use_vllm: bool
     vllm_gpu_memory_utilization: float  # colocate mode: vLLM's share of GPU memory
     logging_steps: int
@@ -342,6 +343,9 @@ def _check(p: Params, file: str) -> None:
     if p.launch.accelerate_config:
         need(Path(p.launch.accelerate_config).is_file(), "launch.accelerate_config",
              f"{p.launch.accelerate_config!r} is not a file (see configs/accelerate/)")
+    need(not (g.share_prompt_prefix and g.gradient_checkpointing), "grpo.share_prompt_prefix",
+         "needs grpo.gradient_checkpointing: false (with checkpointing the model keeps no key/value cache "
+         "to share); set one of them to false")
     need(0.0 < g.vllm_gpu_memory_utilization < 1.0, "grpo.vllm_gpu_memory_utilization", "must be in (0, 1)")
     if g.use_vllm:
         need(p.model.source == "hub", "grpo.use_vllm", "needs a GPU profile (model.source: hub)")

@@ -29,7 +29,11 @@ from fincorp.params import LoraParams
 
 def trainer_args(section: Any, seed: int, ckpt_dir: Path) -> dict[str, Any]:
     """The TrainingArguments sft and grpo share, from their params section (HF names, `lr` excepted):
-    optimisation, precision, logging, checkpoints every `save_steps` (the last one kept), seeds."""
+    optimisation, precision, logging, checkpoints every `save_steps` (the last one kept), seeds.
+    On a terminal the Trainer shows its progress bar (step, rate, time left); in a log file or CI (stderr not
+    a terminal) it prints its log lines instead."""
+    import sys
+
     import torch
 
     return dict(
@@ -50,7 +54,7 @@ def trainer_args(section: Any, seed: int, ckpt_dir: Path) -> dict[str, Any]:
         data_seed=seed,
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
+        disable_tqdm=not sys.stderr.isatty(),
     )
 
 
