@@ -43,9 +43,12 @@ ARGS ?=
 study: setup
 	PATH="$(BIN):$$PATH" $(BIN)/fincorp study $(STUDY) $(ARGS)
 
-# Full-pipeline time, per-stage time and memory, no-op time, eval throughput -> benchmarks/cpu.{json,md}
+# Full-pipeline time, per-stage time and memory, no-op time, eval throughput, the GRPO step against its
+# shape-aware floor and, alternated in the same run, against BENCH_BASELINE's step -> benchmarks/cpu.{json,md}
+# (ade3b2a: the last commit before grpo.share_prompt_prefix). BENCH_BASELINE= skips the comparison.
+BENCH_BASELINE ?= ade3b2a
 benchmark: setup
-	PATH="$(BIN):$$PATH" $(BIN)/python scripts/benchmark.py
+	PATH="$(BIN):$$PATH" $(BIN)/python scripts/benchmark.py $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
 
 # `fincorp preflight` for the GPU profiles on one A100 80GB and one H100 80GB (no GPU needed) ->
 # docs/preflight/<profile>-<gpu>.md (and .json); the paper/A100 table also goes into docs/GPU.md, between

@@ -26,5 +26,25 @@ def test_grpo_step_profile_splits_the_step_and_counts_its_flops(tiny_workspace):
     assert parts == pytest.approx(profile["step_s"], abs=0.01)
     assert profile["generate_s"] > 0 and profile["loss_forward_backward_s"] > 0
     assert 0 < profile["generate_gflops_per_step"] < profile["gflops_per_step"]
-    assert profile["matmul_gflops_per_s"] > 0
-    assert 0 < profile["floor_s"] < profile["step_s"]
+    assert profile["matmul_1024_gflops_per_s"] > 0
+    # The shape-aware floor: kernels really replayed (forward and backward shapes), a memory bound from the
+    # decode traffic, the floor the larger of the two and below the step it bounds.
+    assert profile["kernel_calls_per_step"] > 100 and profile["kernel_shapes"] > 10
+    assert 0 < profile["shape_aware_compute_floor_s"] < profile["step_s"]
+    assert profile["decode_bytes_per_step"] > 0 and profile["memory_gb_per_s"] > 0
+    assert profile["floor_s"] == max(profile["shape_aware_compute_floor_s"], profile["memory_floor_s"])
+    assert profile["step_over_floor"] == pytest.approx(profile["step_s"] / profile["floor_s"], rel=0.02)
+    assert sum(profile["breakdown_s"].values()) == pytest.approx(profile["step_s"], rel=0.02)
+    assert all(v >= 0 for v in profile["breakdown_s"].values())
+
+
+def test_kernel_seconds_replays_matmuls_and_attention_at_their_shapes():
+    bench = load_benchmark()
+    small = bench.kernel_seconds("aten::mm", [[64, 128], [128, 256]])
+    large = bench.kernel_seconds("aten::mm", [[2048, 128], [128, 256]])
+    assert 0 < small < large
+    qkv = [[2, 4, 40, 32]] * 3
+    forward = bench.kernel_seconds("aten::_scaled_dot_product_flash_attention_for_cpu", [*qkv, [], [], [2, 1, 40, 40], []])
+    backward = bench.kernel_seconds("aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+                                    [[2, 4, 40, 32], *qkv, [2, 4, 40, 32], [2, 4, 40], [], [], [2, 1, 40, 40], []])
+    assert forward > 0 and backward > 0

@@ -176,6 +176,47 @@ def test_exp_run_with_a_set_param_and_metrics_diff(clone):
     sh(["dvc", "checkout", "-q"], path, env)
 
 
+def readme_bash_block(heading: str) -> str:
+    """The first ```bash block under `heading` in the README, as a reader copies it."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index(heading):]
+    start = section.index("```bash\n") + len("```bash\n")
+    return section[start:section.index("```", start)]
+
+
+def test_the_readmes_change_and_compare_commands_run_as_typed(clone):
+    """The README's change-and-compare block, run verbatim by bash in the reproduced clone, with only what a
+    reader has after `make repro`: a .venv in the checkout and a PATH without it. Without the block's first
+    line (activate) its first dvc command is not found; with it, every command succeeds and the experiment's
+    param shows in `dvc exp show`. The tree is restored afterwards."""
+    import shutil
+
+    path, env, _ = clone
+    block = readme_bash_block("## Change, run, compare")
+    assert block.startswith(". .venv/bin/activate"), block
+    venv_bin = str(Path(sys.executable).parent)
+    bare = {**env, "COLUMNS": "1000",
+            "PATH": os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p and p != venv_bin)}
+    link = path / ".venv"  # what `make repro` leaves in a reader's checkout
+    link.symlink_to(Path(sys.executable).parent.parent)
+    try:
+        if shutil.which("dvc", path=bare["PATH"]) is None:
+            rest = "\n".join(block.splitlines()[1:])
+            missing = subprocess.run(["bash", "-e", "-c", rest], cwd=path, env=bare, capture_output=True, text=True)
+            assert missing.returncode == 127 and "dvc: command not found" in missing.stderr, missing.stderr[-2000:]
+        ran = subprocess.run(["bash", "-e", "-c", block], cwd=path, env=bare, capture_output=True, text=True,
+                             timeout=1800)
+        assert ran.returncode == 0, f"README block failed ({ran.returncode}):\n{ran.stdout[-4000:]}\n{ran.stderr[-4000:]}"
+        changed = [line.split("-S ")[1].split()[0] for line in block.splitlines() if line.startswith("dvc exp run")]
+        assert changed and all(c.split("=")[0] in ran.stdout for c in changed), ran.stdout[-4000:]
+    finally:
+        link.unlink()
+        shutil.rmtree(path / "dvc_plots", ignore_errors=True)
+        sh(["git", "checkout", "--", "."], path, env)
+        sh(["dvc", "checkout", "-q"], path, env)
+    assert sh(["git", "status", "--porcelain"], path, env).stdout == ""
+
+
 def test_queued_experiments_run_with_dvc_queue_start(clone):
     path, env, _ = clone
     for lr in ("1e-5", "2e-5"):
