@@ -88,9 +88,10 @@ KERNELS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_fl
            "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
 
 
-def kernel_seconds(name: str, shapes: list[list[int]], repeats: int = 5) -> float:
-    """Best-of-`repeats` time of one matmul or attention kernel alone at the given input shapes (as torch's
-    profiler records them), on random float32 inputs: what the kernel costs on this machine at that shape."""
+def kernel_seconds(name: str, shapes: list[list[int]], repeats: int = 3, calls: int = 10) -> float:
+    """Time of one call of a matmul or attention kernel alone at the given input shapes (as torch's profiler
+    records them), on random float32 inputs: the best of `repeats` blocks of `calls` calls, per call. What the
+    kernel costs on this machine at that shape, its dispatch from Python included (as in the model)."""
     import torch
 
     t = [torch.randn(*sh) if sh else None for sh in shapes]
@@ -115,10 +116,26 @@ def kernel_seconds(name: str, shapes: list[list[int]], repeats: int = 5) -> floa
                 grad, q, k, v, out, lse, 0.0, False, attn_mask=mask)
     call()  # warm-up
     best = float("inf")
-    for _ in range(repeats):
+    for _ in range(repeats):  # blocks of `calls` back-to-back calls: the per-call time, dispatch included
         start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
+        for _ in range(calls):
+            call()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def dispatch_seconds(calls: int = 20000) -> float:
+    """Per-call time of the cheapest torch op there is (adding two one-element tensors): what every op call
+    costs before it does any work, on this machine."""
+    import torch
+
+    a, b = torch.ones(1), torch.ones(1)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(calls):
+            torch.add(a, b)
+        best = min(best, (time.perf_counter() - start) / calls)
     return best
 
 
@@ -140,15 +157,15 @@ def _timed(fn) -> float:
 
 
 def grpo_step_profile(clone: Path, steps: int = 8, skip: int = 2) -> dict[str, Any]:
-    """`steps` GRPO optimizer steps at the committed recipe on the built base (no validation callback), twice:
-    timed, then under FlopCounterMode and torch's profiler (input shapes recorded). Means over the steps after
-    the first `skip` (warm-up).
+    """`steps` GRPO optimizer steps at the committed recipe on the built base (no validation callback), three
+    times: timed, under FlopCounterMode, and under torch's profiler (input shapes recorded). Means over the
+    steps after the first `skip` (warm-up).
 
     The floor is shape-aware: every matmul and attention kernel the measured steps ran (from the profiler, with
     its input shapes, forward and backward) timed alone at those shapes; and a memory bound, the bytes every
     decode step must read (all weights, and the key/value cache at its longest) over this machine's copy
-    bandwidth. The floor is the larger of the two. The profile's own time splits what the floor leaves out:
-    the other torch ops (elementwise, copies, reductions, sampling) and the time outside any op (Python:
+    bandwidth. The floor is the larger of the two. The profiler's self times split the step: the kernels,
+    the other torch ops (elementwise, copies, reductions, sampling), and the time outside any op (Python:
     transformers, PEFT, TRL and the autograd engine)."""
     sys.path.insert(0, str(clone / "src"))
     import torch
@@ -212,16 +229,21 @@ def grpo_step_profile(clone: Path, steps: int = 8, skip: int = 2) -> dict[str, A
             return {k: v[skip:] for k, v in spent.items()}
 
     timed_run = profiled(None, None)
-    prof = torch_profile(record_shapes=True)
     with flop_counter() as counter:  # torch's counter, plus the CPU flash-attention kernel
-        counted = profiled(counter, prof)
+        counted = profiled(counter, None)
+    prof = torch_profile(record_shapes=True)  # a pass of its own: the FLOP counter slows every op down
+    profiled_step_s = statistics.mean(profiled(None, prof)["step"])
     measured = steps - skip
     events = prof.key_averages(group_by_input_shape=True)
     kernels = [(e.key, e.input_shapes, e.count) for e in events if e.key in KERNELS]
     kernel_s = sum(count * kernel_seconds(name, shapes) for name, shapes, count in kernels) / measured
-    profiled_wall = sum(counted["step"])
-    kernel_self = sum(e.self_cpu_time_total for e in events if e.key in KERNELS) / 1e6
-    ops_self = sum(e.self_cpu_time_total for e in events) / 1e6
+    # Self times per step in the profiled pass (each op's own time, its callees excluded).
+    kernel_self = sum(e.self_cpu_time_total for e in events if e.key in KERNELS) / 1e6 / measured
+    ops_self = sum(e.self_cpu_time_total for e in events) / 1e6 / measured
+    # Leaf op calls (ops that call no other op: where the work and the dispatch happen), kernels excluded.
+    leaves = sum(1 for e in prof.events() if e.name.startswith("aten::") and not e.cpu_children
+                 and e.name not in KERNELS) / measured
+    dispatch = dispatch_seconds()
     # Decode reads: every weight once per decode step, and the key/value cache (at its longest: prompt + the
     # completion so far, every row) -> a lower bound on the generation's memory traffic.
     b, g = p.base, p.grpo
@@ -237,7 +259,6 @@ def grpo_step_profile(clone: Path, steps: int = 8, skip: int = 2) -> dict[str, A
     loss_s = mean(timed_run["train_step"]) - gen_s  # training_step = _prepare_inputs (generation) + loss + backward
     flops = mean(counted["flops"])
     floor = max(kernel_s, decode_bytes / bandwidth)
-    share = lambda part: round(part / profiled_wall * step_s, 3)  # noqa: E731 (profiled time -> unprofiled step)
     return {
         "steps_measured": measured, "threads": torch.get_num_threads(),
         "step_s": round(step_s, 3), "generate_s": round(gen_s, 3), "loss_forward_backward_s": round(loss_s, 3),
@@ -250,10 +271,18 @@ def grpo_step_profile(clone: Path, steps: int = 8, skip: int = 2) -> dict[str, A
         "decode_bytes_per_step": decode_bytes, "memory_gb_per_s": round(bandwidth / 1e9, 1),
         "memory_floor_s": round(decode_bytes / bandwidth, 4),
         "floor_s": round(floor, 3), "step_over_floor": round(step_s / floor, 2),
-        # Where the step goes beyond the kernels, as shares of the profiled steps scaled to the timed step.
-        "breakdown_s": {"matmul and attention kernels": share(kernel_self),
-                        "other torch ops": share(ops_self - kernel_self),
-                        "outside torch ops (Python, autograd engine)": share(profiled_wall - ops_self)},
+        # Where the profiled pass's step goes (the profiler adds its own cost to every op call): the self times
+        # of the kernels and of every other torch op, and what no op accounts for.
+        "profiled_step_s": round(profiled_step_s, 3),
+        "breakdown_s": {"matmul and attention kernels": round(kernel_self, 3),
+                        "other torch ops: elementwise, copies, reductions, sampling": round(ops_self - kernel_self, 3),
+                        "outside torch ops: Python in transformers, PEFT, TRL; the autograd engine":
+                            round(max(profiled_step_s - ops_self, 0.0), 3)},
+        "op_calls_per_step": round(sum(e.count for e in events) / measured),
+        "other_leaf_op_calls_per_step": round(leaves),
+        "dispatch_us_per_op": round(dispatch * 1e6, 2),
+        # Those leaf calls at the cheapest op's cost: what the step's op count alone costs beyond the kernels.
+        "other_ops_dispatch_floor_s": round(leaves * dispatch, 3),
         "matmul_1024_gflops_per_s": round(rate / 1e9, 1), "flat_rate_floor_s": round(flops / rate, 3),
     }
 
@@ -372,9 +401,13 @@ def main() -> None:
         f"| **floor** (the larger) | **{g['floor_s']}** (step = {g['step_over_floor']}x floor) |",
         f"| for comparison: {g['gflops_per_step']} GFLOP at a 1024x1024 matmul's {g['matmul_1024_gflops_per_s']} "
         f"GFLOP/s | {g['flat_rate_floor_s']} |", "",
-        "Where the step goes (torch profiler's self times, scaled to the step):", "",
+        f"Where the step goes, in a pass under torch's profiler (self times; the profiler adds its own cost to each "
+        f"of the {g['op_calls_per_step']} op calls a step makes, so this step took {g['profiled_step_s']} s):", "",
         "| part | seconds per step |", "|---|---|",
         *(f"| {k} | {v} |" for k, v in g["breakdown_s"].items()), "",
+        f"Beyond its {g['kernel_calls_per_step']} kernel calls a step makes {g['other_leaf_op_calls_per_step']} other leaf "
+        f"op calls (ops that call no other op); at {g['dispatch_us_per_op']} us, the cost of the cheapest op call here, "
+        f"they alone take {g['other_ops_dispatch_floor_s']} s before doing any work.", "",
         *([] if compared is None else [
             f"Side by side in this run, alternating {compared['rounds']} times: HEAD against "
             f"{compared['baseline_commit']} (means; same data and base):", "",
