@@ -31,16 +31,39 @@ def completion_logits(model: Any, input_ids: Any, attention_mask: Any, logits_to
     `model(input_ids, attention_mask, logits_to_keep=k + 1).logits[:, :-1]` gives, with each distinct prompt
     (the first width - k columns) run once. Positions follow TRL's training forward (0..L-1 per row, from the
     cache position); gradients flow through both passes."""
-    import torch
-
     width = input_ids.size(1) - logits_to_keep
     ids, mask, inverse = distinct_prompts(input_ids[:, :width], attention_mask[:, :width])
-    prompt = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+    return logits_on_shared_prompts(model, ids, mask, inverse, input_ids[:, width:], attention_mask)
+
+
+def logits_on_shared_prompts(model: Any, prompt_ids: Any, prompt_mask: Any, inverse: Any, completion_ids: Any,
+                             attention_mask: Any) -> Any:
+    """completion_logits once the distinct prompts are known: run them, copy their cache to the rows
+    (`inverse`: each row's prompt), run the completions (B, k) on it (`attention_mask`: the rows' prompt +
+    completion masks). preflight plans the same passes on fake tensors."""
+    import torch
+
+    prompt = model(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True, logits_to_keep=1)
     cache = prompt.past_key_values
     cache.batch_select_indices(inverse)
-    rest = model(input_ids=input_ids[:, width:], attention_mask=attention_mask, past_key_values=cache,
-                 use_cache=True, logits_to_keep=logits_to_keep)
+    rest = model(input_ids=completion_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True,
+                 logits_to_keep=completion_ids.size(1))
     return torch.cat([prompt.logits[inverse, -1:], rest.logits[:, :-1]], dim=1)
+
+
+def prefill_shared_prompts(model: Any, prompt_ids: Any, prompt_mask: Any, inverse: Any) -> Any:
+    """The key/value cache of each row's prompt but its last token, with each distinct prompt run once (no
+    gradients): what generate's own prefill would hold after its first step, minus that step. Positions come
+    from the mask, as generate computes them. None when the model returns no cache."""
+    import torch
+
+    positions = (prompt_mask.long().cumsum(-1) - 1).masked_fill(prompt_mask == 0, 0)
+    with torch.no_grad():
+        out = model(input_ids=prompt_ids[:, :-1], attention_mask=prompt_mask[:, :-1], position_ids=positions[:, :-1],
+                    use_cache=True, logits_to_keep=1)
+    if out.past_key_values is not None:
+        out.past_key_values.batch_select_indices(inverse)
+    return out.past_key_values
 
 
 class SharedPromptGenerate:
@@ -53,22 +76,17 @@ class SharedPromptGenerate:
         self.model, self.generate = model, generate
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        import torch
-
         ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
         if args or ids is None or mask is None or kwargs.get("past_key_values") is not None or ids.size(1) < 2:
             return self.generate(*args, **kwargs)
         distinct, distinct_mask, inverse = distinct_prompts(ids, mask)
         if distinct.size(0) == ids.size(0):
             return self.generate(*args, **kwargs)
-        positions = (distinct_mask.long().cumsum(-1) - 1).masked_fill(distinct_mask == 0, 0)
-        with torch.no_grad():  # the last prompt token is left to generate, as in its own first step
-            out = self.model(input_ids=distinct[:, :-1], attention_mask=distinct_mask[:, :-1],
-                             position_ids=positions[:, :-1], use_cache=True, logits_to_keep=1)
-        if out.past_key_values is None:  # no cache (gradient checkpointing in training mode): nothing to share
+        # The last prompt token is left to generate, as in its own first step.
+        cache = prefill_shared_prompts(self.model, distinct, distinct_mask, inverse)
+        if cache is None:  # no cache (gradient checkpointing in training mode): nothing to share
             return self.generate(*args, **kwargs)
-        out.past_key_values.batch_select_indices(inverse)
-        return self.generate(*args, **kwargs, past_key_values=out.past_key_values)
+        return self.generate(*args, **kwargs, past_key_values=cache)
 
 
 GQA_SDPA = "sdpa_gqa"

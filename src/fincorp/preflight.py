@@ -373,9 +373,13 @@ class FakeModel:
             return {"flops": float(flops.get_total_flops()), "peak_bytes": float(mem.peak)}
 
 
-def train_step(fm: FakeModel, batch: int, seq: int, keep: int | None, bf16: bool, fp64_logprobs: bool = False):
+def train_step(fm: FakeModel, batch: int, seq: int, keep: int | None, bf16: bool, fp64_logprobs: bool = False,
+               prompts: int | None = None):
     """One micro-batch: forward (logits for the last `keep` positions, or all), log-softmax loss, backward,
-    and one AdamW step (its states are created here, as on the first real step)."""
+    and one AdamW step (its states are created here, as on the first real step). With `prompts` (GRPO's
+    grpo.share_prompt_prefix), the batch's rows share that many distinct prompts (their first seq - keep
+    tokens), which run once: prefix.logits_on_shared_prompts, the trainer's own code."""
+    from fincorp.prefix import logits_on_shared_prompts
 
     def work(model, torch, counted):
         model.train()
@@ -383,9 +387,14 @@ def train_step(fm: FakeModel, batch: int, seq: int, keep: int | None, bf16: bool
         ids = torch.zeros((batch, seq), dtype=torch.long)
         mask = torch.ones((batch, seq), dtype=torch.long)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            kw = {"logits_to_keep": keep + 1} if keep else {}
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False, **kw).logits
-            logits = logits[:, :-1, :].float()
+            if prompts and keep:
+                rows = torch.arange(prompts).repeat_interleave(math.ceil(batch / prompts))[:batch]
+                logits = logits_on_shared_prompts(model, ids[:prompts, :-keep], mask[:prompts, :-keep], rows,
+                                                  ids[:, -keep:], mask).float()
+            else:
+                kw = {"logits_to_keep": keep + 1} if keep else {}
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False, **kw).logits
+                logits = logits[:, :-1, :].float()
             logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, -logits.shape[1]:, None]).squeeze(-1)
             loss = -logp.mean()
         loss.backward()
@@ -395,11 +404,16 @@ def train_step(fm: FakeModel, batch: int, seq: int, keep: int | None, bf16: bool
     return fm.run(work)
 
 
-def generation(fm: FakeModel, batch: int, prompt: int, new_tokens: int) -> dict[str, float]:
+def generation(fm: FakeModel, batch: int, prompt: int, new_tokens: int, prompts: int | None = None) -> dict[str, float]:
     """Sampling `new_tokens` tokens after `prompt`-token prompts for `batch` sequences, with the KV cache.
     FLOPs: the prefill, and `new_tokens` decode steps (a decode step's FLOPs grow linearly with its context,
     so the mean of the first and the last step is exact). Peak: the last decode step, the cache at full length.
+    With `prompts` (grpo.share_prompt_prefix), the rows share that many distinct prompts: the prefill runs
+    them once (prefix.prefill_shared_prompts, the trainer's own code) and the last prompt token of every row
+    is one step on the copied cache.
     """
+    from fincorp.prefix import prefill_shared_prompts
+
     cache = [0.0]
 
     def prefill_then_decode(context: int) -> dict[str, float]:
@@ -409,7 +423,14 @@ def generation(fm: FakeModel, batch: int, prompt: int, new_tokens: int) -> dict[
             model.eval()
             with torch.no_grad():
                 ids = torch.zeros((batch, context), dtype=torch.long)
-                out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
+                ones = torch.ones_like(ids)
+                if prompts:
+                    rows = torch.arange(prompts).repeat_interleave(math.ceil(batch / prompts))[:batch]
+                    past = prefill_shared_prompts(model, ids[:prompts], ones[:prompts], rows)
+                    out = model(input_ids=ids[:, -1:], attention_mask=ones, past_key_values=past, use_cache=True,
+                                logits_to_keep=1)
+                else:
+                    out = model(input_ids=ids, attention_mask=ones, use_cache=True, logits_to_keep=1)
                 cache[0] = sum(t.untyped_storage().nbytes() for layer in out.past_key_values.layers
                                for t in (layer.keys, layer.values))
                 split["prefill"] = counted()
@@ -557,10 +578,15 @@ def plan(p: Params, base_dir: str | Path, where: dict[str, Any]) -> dict[str, An
             stages["hybrid"] = {**stages["grpo"], "what": "as grpo, from the sft adapter"}
             continue
         fm = FakeModel(config, p.model.dtype, lora=lora, gradient_checkpointing=g.gradient_checkpointing)
+        # grpo.share_prompt_prefix: a micro-batch holds whole prompt groups (grpo.shuffle_groups), and each
+        # distinct prompt runs once, in generation and in the loss.
+        shared = g.share_prompt_prefix
+        micro_prompts = max(1, g.per_device_train_batch_size // g.num_generations) if shared else None
         trained(name, fm, train_step(fm, g.per_device_train_batch_size, P + g.max_completion_length,
-                                     g.max_completion_length, g.bf16),
+                                     g.max_completion_length, g.bf16, prompts=micro_prompts),
                 g.gradient_accumulation_steps, steps, validation(fm, g.val_steps, steps),
-                generation(fm, completions, P, g.max_completion_length),
+                generation(fm, completions, P, g.max_completion_length,
+                           prompts=completions // g.num_generations if shared else None),
                 f"{steps} steps: generate {completions} x {g.max_completion_length} tokens, then "
                 f"{g.gradient_accumulation_steps} x {g.per_device_train_batch_size} completions x "
                 f"{P + g.max_completion_length} tokens")
