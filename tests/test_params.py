@@ -108,7 +108,7 @@ ERRORS = {
     "zero logging steps": ({"sft.logging_steps": 0}, [], "sft.logging_steps"),
     "negative save steps": ({"grpo.save_steps": -5}, [], "grpo.save_steps"),
     "grpo batch not divisible": ({"grpo.num_generations": 6}, [],
-                                 "per_device_train_batch_size * gradient_accumulation_steps = 16 * 4 = 64"),
+                                 "per_device_train_batch_size * gradient_accumulation_steps = 64 * 1 = 64"),
     "grpo batch not divisible (batch side)": ({"grpo.per_device_train_batch_size": 3}, [], "grpo.num_generations"),
     "grpo one generation": ({"grpo.num_generations": 1}, [], "grpo.num_generations: must be >= 2"),
     "grpo zero temperature": ({"grpo.temperature": 0}, [], "grpo.temperature"),
