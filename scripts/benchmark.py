@@ -115,13 +115,7 @@ def kernel_seconds(name: str, shapes: list[list[int]], repeats: int = 3, calls: 
             call = lambda: aten._scaled_dot_product_flash_attention_for_cpu_backward(  # noqa: E731
                 grad, q, k, v, out, lse, 0.0, False, attn_mask=mask)
     call()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):  # blocks of `calls` back-to-back calls: the per-call time, dispatch included
-        start = time.perf_counter()
-        for _ in range(calls):
-            call()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
+    return per_call_seconds(call, calls, repeats)
 
 
 def dispatch_seconds(calls: int = 20000) -> float:
@@ -130,13 +124,7 @@ def dispatch_seconds(calls: int = 20000) -> float:
     import torch
 
     a, b = torch.ones(1), torch.ones(1)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(calls):
-            torch.add(a, b)
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
+    return per_call_seconds(lambda: torch.add(a, b), calls, 3)
 
 
 def memory_bandwidth(mib: int = 512, repeats: int = 5) -> float:
@@ -146,14 +134,18 @@ def memory_bandwidth(mib: int = 512, repeats: int = 5) -> float:
     a = torch.empty(mib * 2**20 // 4)
     b = torch.empty_like(a)
     b.copy_(a)
-    best = min(_timed(lambda: b.copy_(a)) for _ in range(repeats))
-    return 2 * a.numel() * 4 / best
+    return 2 * a.numel() * 4 / per_call_seconds(lambda: b.copy_(a), 1, repeats)
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def per_call_seconds(fn, calls: int, repeats: int) -> float:
+    """Best of `repeats` blocks of `calls` back-to-back calls of `fn`, per call (dispatch included)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
 
 
 def grpo_step_profile(clone: Path, steps: int = 8, skip: int = 2) -> dict[str, Any]:

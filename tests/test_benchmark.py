@@ -33,7 +33,10 @@ def test_grpo_step_profile_splits_the_step_and_counts_its_flops(tiny_workspace):
     assert 0 < profile["shape_aware_compute_floor_s"] < profile["step_s"]
     assert profile["decode_bytes_per_step"] > 0 and profile["memory_gb_per_s"] > 0
     assert profile["floor_s"] == max(profile["shape_aware_compute_floor_s"], profile["memory_floor_s"])
-    assert profile["step_over_floor"] == pytest.approx(profile["step_s"] / profile["floor_s"], rel=0.02)
+    # step_s and floor_s are rounded to 1 ms (on the tiny model the floor is a few ms): the ratio, taken
+    # before rounding, lies within what those roundings allow.
+    step, floor = profile["step_s"], profile["floor_s"]
+    assert (step - 5e-4) / (floor + 5e-4) - 0.005 <= profile["step_over_floor"] <= (step + 5e-4) / (floor - 5e-4) + 0.005
     # The profiled pass's step, split into kernels, other ops and the rest (which covers what is left, or 0).
     kernels, others, rest = profile["breakdown_s"].values()
     assert kernels > 0 and others > 0 and rest >= 0
