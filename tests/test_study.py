@@ -81,7 +81,7 @@ def test_every_study_names_valid_runs_and_stages():
     names = set(stages) | {f"eval@{m}" for m in stages["eval"]["foreach"]}
     all_studies = study.studies(n_seeds=3, first_seed=7)
     assert list(all_studies["seeds"].runs) == ["seed7", "seed8", "seed9"]
-    assert all_studies["seeds"].runs["seed8"] == {"seed": "8"}
+    assert all_studies["seeds"].runs["seed8"] == {"seed": "8", "base.seed": "8"}
     assert all_studies["data"].runs["n8000"] == {"generate.n": "8000"}
     assert {r["grpo.reward"] for r in all_studies["reward"].runs.values()} == {"exact", "scripts", "partial"}
     assert all_studies["prior"].runs["default"] == {}
@@ -120,7 +120,8 @@ def test_collect_reads_each_experiment_from_its_own_commit(repo):
         "non_vip_samples": None, "non_vip_manual_review_samples": None, "steps": None, "num_tokens": None,
         "val_curve": [{"step": 0, "accuracy": 0.25, "vip_accuracy": 0.0},
                       {"step": 10, "accuracy": 0.5, "vip_accuracy": 0.125}],
-        "tokens_curve": [{"step": 5, "num_tokens": 100.0}, {"step": 10, "num_tokens": 200.0}]}
+        "tokens_curve": [{"step": 5, "num_tokens": 100.0}, {"step": 10, "num_tokens": 200.0}],
+        "vip_manual_review_curve": []}
 
 
 def test_find_experiment_prefers_the_current_baseline(repo):

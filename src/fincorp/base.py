@@ -148,7 +148,7 @@ def build_local(p: Params, out: Path, work: Path) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     b = p.base
-    set_seed(p.seed)
+    set_seed(b.seed)
     tokenizer = build_tokenizer(b.vocab_size, p.prompt.burn_display)
     config = Qwen3Config(
         vocab_size=len(tokenizer),
@@ -164,7 +164,7 @@ def build_local(p: Params, out: Path, work: Path) -> dict[str, Any]:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    torch.manual_seed(p.seed)
+    torch.manual_seed(b.seed)
     model = Qwen3ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -187,8 +187,8 @@ def build_local(p: Params, out: Path, work: Path) -> dict[str, Any]:
         warmup_steps=b.warmup_steps,
         max_length=b.max_length,
         completion_only_loss=True,
-        seed=p.seed,
-        data_seed=p.seed,
+        seed=b.seed,
+        data_seed=b.seed,
         save_strategy="no",
         report_to="none",
         logging_steps=20,
@@ -268,7 +268,7 @@ def run(params_path: str, out: str, telemetry_out: str | None = None) -> None:
             "dtype": p.model.dtype,
             **info,
             "params": to_dict(p.base) if p.model.source == "local" else to_dict(p.model),
-            "seed": p.seed,
+            "seed": p.base.seed,
             "versions": versions(),
         })
         if out_dir.exists():

@@ -38,7 +38,7 @@ def user_errors(f):
     return wrapper
 
 
-MODEL_STAGES = ("base", "sft", "grpo", "hybrid", "eval")
+MODEL_STAGES = ("base", "sft", "grpo", "hybrid", "eval", "probe")
 
 
 def stage(name: str, params_path: str | None = None):
@@ -185,6 +185,23 @@ def hybrid(params_path: str, base_dir: str, init_dir: str, train: str, out: str,
 
 @main.command()
 @PARAMS
+@click.option("--base", "base_dir", default="models/base", show_default=True)
+@click.option("--train", default="data/train.jsonl", show_default=True,
+              help="the rows GRPO trains on: the probe measures the base on their prompts")
+@click.option("--out", default="eval/probe.json", show_default=True, help="the measurement ('-' = print only)")
+@click.option("--law", "law_path", default=None,
+              help="the discovery law to predict with [default: reports/studies/discovery/law.json, if there]")
+@user_errors
+def probe(params_path: str, base_dir: str, train: str, out: str, law_path: str | None) -> None:
+    """Before RL: how often the base samples the hidden rule's answer, and what the discovery law predicts."""
+    module = stage("probe", params_path)
+    if law_path is None and Path(module.DEFAULT_LAW).is_file():
+        law_path = module.DEFAULT_LAW
+    module.run(params_path, base_dir, train, None if out == "-" else out, law_path)
+
+
+@main.command()
+@PARAMS
 @click.argument("models", nargs=-1)
 @click.option("--out", "out_dir", default="reports", show_default=True)
 @user_errors
@@ -195,7 +212,7 @@ def report(params_path: str, models: tuple[str, ...], out_dir: str) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["seeds", "reward", "prior", "data", "tune", "control"]))
+@click.argument("name", type=click.Choice(["seeds", "reward", "prior", "data", "tune", "control", "discovery"]))
 @click.option("--n", "n_seeds", default=5, show_default=True, help="seeds study: how many seeds (42, 43, ...)")
 @click.option("--queue", is_flag=True, help="only queue the experiments (run them with `dvc queue start -j N`)")
 @click.option("--collect", "collect_only", is_flag=True, help="only write the report, from finished experiments")

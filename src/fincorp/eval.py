@@ -43,10 +43,11 @@ from fincorp.scoring import INVALID, parse_decision
 from fincorp.split import read_applications
 from fincorp.stats import wilson
 
-def answer_log_probs(model, tokenizer, prompts: list[str], answer: str, batch_size: int) -> list[float]:
-    """ln P(answer, then end of turn | prompt) for each chat-formatted prompt, at temperature 1.
+def answer_log_probs(model, tokenizer, prompts: list[str], answer: str, batch_size: int,
+                     temperature: float = 1.0) -> list[float]:
+    """ln P(answer, then end of turn | prompt) for each chat-formatted prompt, sampling at `temperature`.
 
-    The probability that sampling (as GRPO does, at grpo.temperature 1) emits exactly this answer, by
+    The probability that sampling (as GRPO does, at grpo.temperature) emits exactly this answer, by
     its canonical tokenization (other tokenizations of the same text are not counted: a lower bound).
     """
     import torch
@@ -62,8 +63,8 @@ def answer_log_probs(model, tokenizer, prompts: list[str], answer: str, batch_si
             ids[i, :len(s) + len(answer_ids)] = torch.tensor(s + answer_ids)
             mask[i, :len(s) + len(answer_ids)] = 1
         with torch.no_grad():
-            logp = torch.log_softmax(model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
-                                     .logits.double(), dim=-1).cpu()
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.double()
+            logp = torch.log_softmax(logits if temperature == 1.0 else logits / temperature, dim=-1).cpu()
         for i, s in enumerate(seqs):
             positions = torch.arange(len(s) - 1, len(s) - 1 + len(answer_ids))  # logits predicting the answer
             out.append(float(logp[i, positions, torch.tensor(answer_ids)].sum()))
@@ -75,9 +76,11 @@ def mean_probability(lp: list[float]) -> dict[str, float]:
     return {"mean": sum(math.exp(x) for x in lp) / len(lp), "log10_mean": sum(lp) / len(lp) / math.log(10)}
 
 
-def label_probabilities(model, tokenizer, prompts: list[str], batch_size: int) -> dict[str, dict[str, float]]:
+def label_probabilities(model, tokenizer, prompts: list[str], batch_size: int,
+                        temperature: float = 1.0) -> dict[str, dict[str, float]]:
     """Per label: the mean over prompts of P(exactly that answer) and the mean of its log10."""
-    return {label: mean_probability(answer_log_probs(model, tokenizer, prompts, answer_text(label), batch_size))
+    return {label: mean_probability(answer_log_probs(model, tokenizer, prompts, answer_text(label), batch_size,
+                                                     temperature))
             for label in LABELS}
 
 

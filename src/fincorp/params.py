@@ -94,6 +94,9 @@ class BaseParams:
     lr_scheduler_type: Scheduler
     warmup_steps: int
     max_length: int
+    # The base's own pre-training seed (weights init, data order), apart from `seed` (sft, grpo, eval), so
+    # RL runs under several seeds share one base (fincorp study discovery); the seeds study sets both.
+    seed: int
     prior: PriorParams
 
 
@@ -149,6 +152,10 @@ class GrpoParams:
     logging_steps: int
     save_steps: int
     val_steps: int
+    # Stop once validation VIP accuracy has been >= stop_vip_accuracy at stop_evals validation points in a
+    # row (fincorp study discovery); 0 = never stop early, train every epoch.
+    stop_vip_accuracy: float
+    stop_evals: int
     lora: LoraParams
 
 
@@ -301,7 +308,7 @@ def _check(p: Params, file: str) -> None:
         need(getattr(p.base, k) >= 1, f"base.{k}", f"must be >= 1, got {getattr(p.base, k)}")
     need(p.sft.max_length >= 1, "sft.max_length", f"must be >= 1, got {p.sft.max_length}")
     seeds = {"seed": p.seed, "generate.seed": p.generate.seed, "split.seed": p.split.seed,
-             "base.prior.seed": p.base.prior.seed}
+             "base.prior.seed": p.base.prior.seed, "base.seed": p.base.seed}
     for k, v in seeds.items():
         need(0 <= v < 2**32, k, f"must be in [0, 2**32), got {v}")
     need(p.base.hidden_size == p.base.num_attention_heads * p.base.head_dim, "base.head_dim",
@@ -334,6 +341,9 @@ def _check(p: Params, file: str) -> None:
          f"{g.gradient_accumulation_steps} = {gen_batch} completions per step must be divisible by "
          f"num_generations = {g.num_generations}; change one of these three values")
     need(g.max_completion_length >= 1, "grpo.max_completion_length", "must be >= 1")
+    need(0.0 <= g.stop_vip_accuracy <= 1.0, "grpo.stop_vip_accuracy",
+         f"must be in [0, 1] (0 = never stop early), got {g.stop_vip_accuracy}")
+    need(g.stop_evals >= 1, "grpo.stop_evals", f"must be >= 1, got {g.stop_evals}")
     need(g.temperature > 0, "grpo.temperature", "must be positive")
     need(g.beta >= 0, "grpo.beta", "must be >= 0")
     need(p.eval.max_new_tokens >= 1, "eval.max_new_tokens", "must be >= 1")

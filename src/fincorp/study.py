@@ -53,10 +53,11 @@ from fincorp.jsonl import DataError
 MODELS = ("baseline", "sft", "grpo", "hybrid")
 RL_STAGES = ("grpo", "hybrid")
 # Resolved params copied into every run's record (the ones any study varies).
-PARAM_KEYS = ("seed", "generate.n", "grpo.reward", "grpo.lr", "base.num_train_epochs", "base.prior.label_noise",
+PARAM_KEYS = ("seed", "base.seed", "generate.n", "grpo.reward", "grpo.lr", "base.num_train_epochs", "base.prior.label_noise",
               "base.prior.manual_review_share", "base.prior.vip_manual_review_share", "split.val_size", "split.holdout_val", "sft.lr",
               "sft.num_train_epochs", "sft.lr_scheduler_type", "sft.warmup_steps", "grpo.num_train_epochs",
-              "grpo.temperature", "grpo.num_generations", "grpo.lr_scheduler_type", "grpo.warmup_steps")
+              "grpo.temperature", "grpo.num_generations", "grpo.lr_scheduler_type", "grpo.warmup_steps",
+              "grpo.val_steps", "grpo.stop_vip_accuracy", "grpo.stop_evals")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Study:
     stages: tuple[str, ...]  # training stages whose logs the run produced
     # Per run, where runs differ: the stages it reproduces and whose logs it produced (else targets/stages).
     run_stages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # True: --collect reports the runs that finished and lists the others as not yet run (a long study
+    # reported while it runs); False: every run must exist.
+    partial: bool = False
 
     def targets_of(self, run: str) -> tuple[str, ...]:
         return self.run_stages.get(run, self.targets)
@@ -101,12 +105,53 @@ def tune_runs() -> dict[str, dict[str, str]]:
     return runs
 
 
+# The discovery study (`fincorp study discovery`, discovery.py): bases x sampling temperatures x seeds, each
+# a GRPO run at the tuned recipe for 15 epochs of the 512 training rows (960 optimizer steps: 3x the
+# tune's 4 epochs x 64 steps = 256, and 3x the reference run's 320), scored on the held-out validation
+# slice every 10 steps, stopped once validation VIP accuracy has held >= 90% at 3 points in a row.
+# Bases: the prior's knobs (base.py); the law reads each base's measured probabilities (stage probe),
+# never the knob. VIP-specific escalation: vip_manual_review_share; random escalation (any founder):
+# manual_review_share.
+DISCOVERY_COMMON = {"split.holdout_val": "true", "grpo.num_train_epochs": "15", "grpo.val_steps": "10",
+                    "grpo.stop_vip_accuracy": "0.9", "grpo.stop_evals": "3"}
+DISCOVERY_BASES = {
+    "default": {},
+    "vip-0.3": {"base.prior.vip_manual_review_share": "0.3"},
+    "vip-0.4": {"base.prior.vip_manual_review_share": "0.4"},
+    "vip-0.5": {"base.prior.vip_manual_review_share": "0.5"},
+    "vip-0.7": {"base.prior.vip_manual_review_share": "0.7"},
+    "mr-0.01": {"base.prior.manual_review_share": "0.01"},
+    "mr-0.05": {"base.prior.manual_review_share": "0.05"},
+    "mr-0.2": {"base.prior.manual_review_share": "0.2"},
+}
+DISCOVERY_TEMPERATURES = ("1.0", "1.5")
+DISCOVERY_SEEDS = (42, 43, 44)
+# Declared before any run: the fit never sees these seeds' runs; they check its predictions.
+DISCOVERY_HELD_OUT_SEEDS = (44,)
+
+
+def discovery_runs() -> dict[str, dict[str, str]]:
+    """Every run, in the order the study runs them (it resumes where it stopped): the VIP-specific bases
+    first, seed by seed (they reach the rule fast and carry the law and its held-out check), then the
+    random-escalation bases and the default, seed by seed (they run the whole budget). The default base at
+    the tuned temperature only: it never samples the answer at either."""
+    runs = {}
+    tiers = ([b for b in DISCOVERY_BASES if b.startswith("vip-")], [b for b in DISCOVERY_BASES if not b.startswith("vip-")])
+    for tier in tiers:
+        for seed in DISCOVERY_SEEDS:
+            for base in tier:
+                for t in (("1.5",) if base == "default" else DISCOVERY_TEMPERATURES):
+                    runs[f"{base}-t{t}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base],
+                                                    "grpo.temperature": t, "seed": str(seed)}
+    return runs
+
+
 def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
     return {
         "seeds": Study(
             f"The whole comparison (base, sft, grpo, hybrid, all evaluated) under {n_seeds} training seeds, "
             f"seed = {first_seed}..{first_seed + n_seeds - 1}; data and split keep their own seeds.",
-            {f"seed{s}": {"seed": str(s)} for s in range(first_seed, first_seed + n_seeds)},
+            {f"seed{s}": {"seed": str(s), "base.seed": str(s)} for s in range(first_seed, first_seed + n_seeds)},
             ("report",), MODELS, ("sft", *RL_STAGES)),
         "reward": Study(
             "GRPO and hybrid under each reward preset: exact (+1/-1), scripts (the published scripts' shaped "
@@ -141,6 +186,16 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
              "vip-0.5": {"base.prior.vip_manual_review_share": "0.5"},
              "mr-0.2": {"base.prior.manual_review_share": "0.2"}},
             ("eval@baseline", "eval@grpo"), ("baseline", "grpo"), ("grpo",)),
+        "discovery": Study(
+            "When does GRPO find the hidden rule? Bases that sample MANUAL_REVIEW on the rule's prompts more or less "
+            "often (VIP-specific and random escalation in the prior) x sampling temperature 1.0 and 1.5 x seeds "
+            f"{', '.join(map(str, DISCOVERY_SEEDS))}; GRPO at the tuned recipe for up to 960 optimizer steps on "
+            "the train rows minus the validation slice, scored on the slice every 10 steps, stopped once "
+            "validation VIP accuracy held >= 90% at 3 points in a row. The law: steps to 50% / 90% validation VIP "
+            "accuracy against the expected MANUAL_REVIEW completions sampled per step on rule prompts (stage "
+            f"probe). Seeds {', '.join(map(str, DISCOVERY_HELD_OUT_SEEDS))} are held out of the fit and "
+            "predicted. The test set is not read.",
+            discovery_runs(), ("probe", "grpo"), ("probe",), ("grpo",), partial=True),
         "tune": Study(
             f"The recipe search: {len(TUNE['sft'])} SFT and {len(TUNE['grpo'])} GRPO candidates, at most "
             f"{TUNE_MAX_EPOCHS} epochs each, trained on the train rows minus the validation slice "
@@ -264,6 +319,9 @@ def training_record(commit: str, stage: str) -> dict[str, Any]:
                 read_at(commit, f"logs/{stage}/plots/metrics/frac_reward_zero_std.tsv"), "frac_reward_zero_std"),
             "vip_samples": vip.get("samples"),
             "vip_manual_review_samples": vip.get("manual_review_samples"),
+            # running count of MANUAL_REVIEW completions sampled on VIP prompts, at each logging step
+            "vip_manual_review_curve": [{"step": r["step"], "count": r["manual_review_samples"]} for r in tsv_rows(
+                read_at(commit, f"{metrics}/vip/manual_review_samples.tsv"), "manual_review_samples")],
         }
     return record
 
@@ -277,6 +335,10 @@ def collect(study: str, spec: Study, baseline: str, times: dict[str, float | Non
     for run, overrides in spec.runs.items():
         name = exp_name(study, run)
         commit = find_experiment(name, baseline)
+        if commit is None and spec.partial:
+            records.append({"run": run, "experiment": name, "commit": None, "overrides": dict(overrides),
+                            "not_run": True})
+            continue
         if commit is None:
             raise DataError(f"no experiment named {name}: run `fincorp study {study}` (or wait for the queue: "
                             f"`dvc queue status`)")

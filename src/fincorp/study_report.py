@@ -23,6 +23,10 @@ under "runs"), results.md (rendered from results.json's content only) and one fi
   tune    the recipe search: per method (sft, grpo) every candidate's final validation accuracy and VIP
           accuracy (Wilson), its best point on the curve, optimizer steps, tokens processed and wall time;
           the winner (select_winner). Figure: every candidate's validation curve against steps and tokens.
+  discovery the discovery law (discovery.py): steps to 50% / 90% validation VIP accuracy against the expected
+          MANUAL_REVIEW completions sampled per step on rule prompts, fitted with intervals, checked on held-out
+          seeds; also law.json, what `fincorp probe` predicts with. Figure: the phase diagram per temperature
+          and steps-to-discovery against E.
 
 A missing model, metric or training value is None in results.json and "n/a" in results.md: never a
 crash, never a guess. Deterministic: no timestamps, PNGs without the Software tag.
@@ -42,10 +46,11 @@ from matplotlib.patches import Patch
 from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep
 
+from fincorp import discovery
 from fincorp.report import MODELS, acc_cell, pct, proportion, table, write_outputs
 from fincorp.rules import MANUAL_REVIEW
 
-STUDIES = ("seeds", "reward", "prior", "data", "tune", "control")
+STUDIES = ("seeds", "reward", "prior", "data", "tune", "control", "discovery")
 RL_MODELS = ("grpo", "hybrid")  # trained with GRPO: they have frac_reward_zero_std and VIP sample counts
 STAGES = ("sft", "grpo", "hybrid")
 HEADLINE = ("accuracy", "vip_accuracy", "invalid_rate", "prediction_entropy_bits")
@@ -65,6 +70,10 @@ def write(out_dir: str | Path, study: str, records: list[dict], meta: dict) -> d
     for stale in sorted(out.glob("*.png")):  # a figure from an earlier study, under another name
         stale.unlink()
     write_outputs(out, {name: fig}, results, render_markdown(results))
+    if study == "discovery":
+        from fincorp.jsonl import write_json
+
+        write_json(out / "law.json", plain(discovery.law_file(results, meta)))
     return results
 
 
@@ -646,4 +655,5 @@ def render_markdown(results: dict[str, Any]) -> str:
 STUDY = {"seeds": (seeds_results, plot_seeds, render_seeds), "reward": (reward_results, plot_reward, render_reward),
          "prior": (prior_results, plot_prior, render_prior), "data": (data_results, plot_data, render_data),
          "tune": (tune_results, plot_tune, render_tune),
-         "control": (control_results, plot_control, render_control)}
+         "control": (control_results, plot_control, render_control),
+         "discovery": (discovery.results, discovery.plot, discovery.render)}

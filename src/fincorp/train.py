@@ -204,11 +204,16 @@ class ValidationCallback(TrainerCallback):
     process scores (under ZeRO-3 or FSDP a forward pass needs all of them), the main one logs. Torch's
     random state (CPU and every CUDA device) is forked around it and the model's train/eval mode and the
     tokenizer's padding side are restored, so a run trains the same with or without it (a test checks).
+
+    With `stop_vip_accuracy` > 0 (grpo.stop_vip_accuracy), training stops once validation VIP accuracy
+    has been at least that at `stop_evals` validation points in a row: a rule discovered and held, not
+    one lucky point (fincorp study discovery runs long budgets and stops there).
     """
 
     def __init__(self, rows: list[dict], prompts: list[str], tokenizer: Any, every: int, max_new_tokens: int,
-                 batch_size: int, live: Any | None):
+                 batch_size: int, live: Any | None, stop_vip_accuracy: float = 0.0, stop_evals: int = 1):
         self.labels = [r["label"] for r in rows]
+        self.stop_vip_accuracy, self.stop_evals = stop_vip_accuracy, stop_evals
         self.prompts, self.tokenizer, self.every = prompts, tokenizer, every
         self.max_new_tokens, self.batch_size, self.live = max_new_tokens, batch_size, live
         self.history: list[dict[str, Any]] = []
@@ -250,6 +255,14 @@ class ValidationCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
             self.score(model, state.global_step)
+            if self.should_stop():
+                control.should_training_stop = True
+
+    def should_stop(self) -> bool:
+        """VIP accuracy at or above stop_vip_accuracy at the last stop_evals validation points."""
+        last = self.history[-self.stop_evals:]
+        return (self.stop_vip_accuracy > 0 and len(last) == self.stop_evals
+                and all(h["vip_accuracy"] is not None and h["vip_accuracy"] >= self.stop_vip_accuracy for h in last))
 
 
 def validation_callback(section: Any, p: Any, base_dir: str | Path, val_path: str | Path,
@@ -264,5 +277,6 @@ def validation_callback(section: Any, p: Any, base_dir: str | Path, val_path: st
     prompts = [tokenizer.apply_chat_template(prompt_messages(r, p.prompt.burn_display), tokenize=False,
                                              add_generation_prompt=True, **chat_kwargs(p.model)) for r in rows]
     return ValidationCallback(rows, prompts, tokenizer, section.val_steps, p.eval.max_new_tokens,
-                              p.eval.batch_size, live)
+                              p.eval.batch_size, live, getattr(section, "stop_vip_accuracy", 0.0),
+                              getattr(section, "stop_evals", 1))
 

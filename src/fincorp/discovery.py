@@ -1,0 +1,357 @@
+"""The discovery law (`fincorp study discovery`): when does GRPO find a rule it is never told?
+
+Pure functions over the study's run records (study.py reads them from the experiments' commits):
+
+    discovery_point(curve, mr_curve, level)  the first validation point with VIP accuracy >= level: its
+                                             optimizer step and the MANUAL_REVIEW completions GRPO had
+                                             sampled on VIP prompts by then (None: not within the budget)
+    fit(points, level)                       log10(steps to level) = a + b * log10(expected VIP
+                                             escalations sampled per step), OLS over every run (seeds are
+                                             replicates) that reached the level; coefficients with 95%
+                                             intervals, and what a prediction interval needs
+    predict(law, e_vip, e_other, budget)     steps to each level for a base the fit did not see, with its
+                                             95% prediction interval, or "not within the budget"
+
+The variable is measured, never the knob that made the base: E = prompts per step x share of rule
+prompts x num_generations x P_T(MANUAL_REVIEW | rule prompt) at GRPO's sampling temperature T, from the
+probe (probe.py) on the rows GRPO trains on. If GRPO needs about N rewarded escalations to move, steps
+~ N / E, i.e. b = -1; the fit says whether the data agree.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+LEVELS = (0.5, 0.9)
+
+
+def level_name(level: float) -> str:
+    return f"{round(100 * level)}%"
+
+
+def samples_at(step: int, mr_curve: Sequence[dict[str, float]]) -> float | None:
+    """Cumulative MANUAL_REVIEW completions sampled on VIP prompts by `step`: the last logged value at or
+    before it (the trainer logs the running count every logging_steps; 0 before any step)."""
+    if step == 0:
+        return 0.0
+    before = [p for p in mr_curve if p["step"] <= step]
+    return float(before[-1]["count"]) if before else None
+
+
+def discovery_point(curve: Sequence[dict[str, Any]], mr_curve: Sequence[dict[str, float]],
+                    level: float) -> dict[str, Any] | None:
+    """The first validation point whose VIP accuracy is >= level, or None (not within the budget)."""
+    for point in sorted(curve, key=lambda p: p["step"]):
+        v = point.get("vip_accuracy")
+        if v is not None and v >= level - 1e-12:
+            return {"step": int(point["step"]), "vip_manual_review_samples": samples_at(int(point["step"]), mr_curve)}
+    return None
+
+
+def fit(points: Sequence[dict[str, Any]], level: float) -> dict[str, Any]:
+    """OLS of log10(steps to `level`) on log10(expected VIP escalations per step), over the runs that reached
+    it (each point: {"run", "e_vip", "steps": {level name: int | None}}). Needs 3 runs at 2 distinct E."""
+    import numpy as np
+    import statsmodels.api as sm
+
+    name = level_name(level)
+    reached = [p for p in points if p["steps"].get(name) is not None and p["e_vip"] and p["e_vip"] > 0]
+    xs = [math.log10(p["e_vip"]) for p in reached]
+    out: dict[str, Any] = {"level": level, "name": name, "n": len(reached), "runs": [p["run"] for p in reached],
+                           "not_reached": [p["run"] for p in points if p["steps"].get(name) is None]}
+    if len(reached) < 3 or len(set(round(x, 6) for x in xs)) < 2:
+        return out | {"fitted": False, "why": f"{len(reached)} runs reached {name}, at "
+                      f"{len(set(round(x, 6) for x in xs))} distinct E: a line needs 3 runs at 2 or more"}
+    y = np.array([math.log10(p["steps"][name]) for p in reached])
+    X = sm.add_constant(np.array(xs))
+    res = sm.OLS(y, X).fit()
+    ci = res.conf_int(0.05)
+    return out | {
+        "fitted": True,
+        "a": float(res.params[0]), "b": float(res.params[1]),
+        "a_ci95": [float(ci[0][0]), float(ci[0][1])], "b_ci95": [float(ci[1][0]), float(ci[1][1])],
+        "cov": [[float(v) for v in row] for row in res.cov_params()],
+        "scale": float(res.scale), "df_resid": float(res.df_resid), "r2": float(res.rsquared),
+        "log10_e_range": [min(xs), max(xs)],
+        "residuals": {p["run"]: float(r) for p, r in zip(reached, res.resid)},
+    }
+
+
+def predict_one(law: dict[str, Any], e_vip: float, budget: int) -> dict[str, Any]:
+    """Steps to the law's level for a base with E = e_vip, with a 95% prediction interval."""
+    from scipy import stats
+
+    name = law["name"]
+    if not law.get("fitted"):
+        return {"steps": None, "low": None, "high": None, "text": f"no prediction ({law.get('why')})"}
+    if not e_vip or e_vip <= 0:
+        return {"steps": None, "low": None, "high": None, "within_budget": False,
+                "text": f"not within the budget: GRPO samples no MANUAL_REVIEW on rule prompts (E = 0)"}
+    x = math.log10(e_vip)
+    mean = law["a"] + law["b"] * x
+    cov = law["cov"]
+    var_mean = cov[0][0] + 2 * x * cov[0][1] + x * x * cov[1][1]
+    half = float(stats.t.ppf(0.975, law["df_resid"])) * math.sqrt(var_mean + law["scale"])
+    steps, low, high = (10 ** v for v in (mean, mean - half, mean + half))
+    lo_e, hi_e = law["log10_e_range"]
+    outside = x < lo_e - 1e-9 or x > hi_e + 1e-9
+    note = (f"; E = {e_vip:.3g} is outside the fitted range [{10 ** lo_e:.3g}, {10 ** hi_e:.3g}]: an extrapolation"
+            if outside else "")
+    if low > budget:
+        text = (f"not within the budget of {budget} steps (law: {steps:.3g} steps, 95% prediction interval "
+                f"[{low:.3g}, {high:.3g}]){note}")
+    else:
+        text = f"{steps:.0f} steps, 95% prediction interval [{low:.0f}, {high:.0f}] (budget {budget}){note}"
+    return {"steps": steps, "low": low, "high": high, "within_budget": low <= budget, "extrapolated": outside,
+            "text": text}
+
+
+def predict(law: dict[str, Any], e_vip: float, e_other: float, budget: int) -> dict[str, dict[str, Any]]:
+    """Per level (law["fits"]): the prediction for a base with these expected escalations per step."""
+    return {name: predict_one(f, e_vip, budget) for name, f in law["fits"].items()}
+
+
+def check(law_fits: dict[str, dict[str, Any]], held_out: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Predicted vs measured on runs the fit did not see: per run and level, inside the 95% prediction
+    interval or not (a run that did not reach the level counts as inside when the interval's low end is
+    past the steps it ran)."""
+    rows = []
+    for p in held_out:
+        for name, f in law_fits.items():
+            pred = predict_one(f, p["e_vip"], p["max_step"])
+            measured = p["steps"].get(name)
+            if pred["steps"] is None:
+                inside = None if not f.get("fitted") else measured is None
+            elif measured is None:
+                inside = pred["high"] > p["max_step"]
+            else:
+                inside = pred["low"] <= measured <= pred["high"]
+            rows.append({"run": p["run"], "level": name, "e_vip": p["e_vip"], "measured": measured,
+                         "ran_steps": p["max_step"], "predicted": pred["steps"], "low": pred["low"],
+                         "high": pred["high"], "inside": inside})
+    return rows
+
+
+# --- the study's report (study_report.STUDY["discovery"]: results, figure, markdown) -----------------
+
+def run_point(record: dict[str, Any], held_out_seeds: Sequence[int]) -> dict[str, Any] | None:
+    """One run's numbers for the law, or None if it lacks its probe or its training record."""
+    params = record.get("params") or {}
+    probe = (record.get("metrics") or {}).get("probe")
+    t = (record.get("training") or {}).get("grpo")
+    if probe is None or not t:
+        return None
+    temperature = float(params.get("grpo.temperature"))
+    m = probe["by_temperature"].get(f"{temperature:g}")
+    if m is None:
+        return None
+    curve = t.get("val_curve") or []
+    mr_curve = t.get("vip_manual_review_curve") or []
+    reached = {level_name(lv): discovery_point(curve, mr_curve, lv) for lv in LEVELS}
+    seed = params.get("seed")
+    return {
+        "run": record["run"], "base": record["run"].rsplit("-t", 1)[0], "temperature": temperature, "seed": seed,
+        "held_out": seed in held_out_seeds,
+        "p_mr_vip": m["p_mr_vip"], "p_mr_other": m["p_mr_other"],
+        "e_vip": m["expected_vip_escalations_per_step"], "e_other": m["expected_other_escalations_per_step"],
+        "budget": math.ceil(math.ceil(probe["n_rows"] / probe["prompts_per_step"])
+                            * float(params.get("grpo.num_train_epochs") or 0)), "max_step": t.get("steps") or (curve[-1]["step"] if curve else 0),
+        "steps": {k: None if v is None else v["step"] for k, v in reached.items()},
+        "samples": {k: None if v is None else v["vip_manual_review_samples"] for k, v in reached.items()},
+        "final_val_vip_accuracy": curve[-1]["vip_accuracy"] if curve else None,
+        "vip_samples": t.get("vip_samples"), "vip_manual_review_samples": t.get("vip_manual_review_samples"),
+        "runtime_s": t.get("runtime_s"),
+        "curve": [{"step": p["step"], "vip_accuracy": p["vip_accuracy"], "accuracy": p["accuracy"]} for p in curve],
+    }
+
+
+def filled_curve(curve: Sequence[dict[str, Any]], grid: Sequence[int]) -> list[float | None]:
+    """VIP accuracy on a step grid: the last validation point at or before each step; after a run stopped
+    (early, having held >= the stop level) its last value carries on."""
+    out = []
+    for step in grid:
+        before = [p for p in curve if p["step"] <= step and p["vip_accuracy"] is not None]
+        out.append(before[-1]["vip_accuracy"] if before else None)
+    return out
+
+
+def results(records: list[dict], models: list[str]) -> dict[str, Any]:
+    import numpy as np
+
+    from fincorp.study import DISCOVERY_HELD_OUT_SEEDS
+
+    not_run = [r["run"] for r in records if r.get("not_run")]
+    points = [p for r in records if not r.get("not_run") and (p := run_point(r, DISCOVERY_HELD_OUT_SEEDS))]
+    fits = {level_name(lv): fit(points, lv) for lv in LEVELS}
+    seen = [p for p in points if not p["held_out"]]
+    held = [p for p in points if p["held_out"]]
+    check_fits = {level_name(lv): fit(seen, lv) for lv in LEVELS}
+    checked = check(check_fits, held)
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for p in points:
+        groups.setdefault((p["base"], p["temperature"]), []).append(p)
+    budget = max((p["budget"] for p in points), default=0)
+    grid = list(range(0, budget + 1, 10))
+    cells = []
+    for (base, temperature), ps in sorted(groups.items(), key=lambda kv: (kv[0][1], statistics_mean(
+            [p["p_mr_vip"] for p in kv[1]]))):
+        filled = [filled_curve(p["curve"], grid) for p in ps]
+        mean_curve = [None if any(v is None for v in col) else float(np.mean(col)) for col in zip(*filled)]
+        cells.append({
+            "base": base, "temperature": temperature, "seeds": sorted(p["seed"] for p in ps), "n": len(ps),
+            "p_mr_vip": statistics_mean([p["p_mr_vip"] for p in ps]),
+            "p_mr_other": statistics_mean([p["p_mr_other"] for p in ps]),
+            "e_vip": statistics_mean([p["e_vip"] for p in ps]),
+            "steps": {k: [p["steps"][k] for p in ps] for k in fits},
+            "samples": {k: [p["samples"][k] for p in ps] for k in fits},
+            "mean_curve": mean_curve})
+    # Rewarded escalations GRPO sampled before discovery: if the law is steps ~ N / E, N is about constant.
+    n50 = [p["samples"]["50%"] for p in points if p["samples"]["50%"] is not None]
+    return {"points": points, "fits": fits, "check_fits": check_fits, "check": checked,
+            "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
+            "cells": cells, "grid": grid, "not_run": not_run, "budget": budget,
+            "samples_to_50": geometric_summary(n50)}
+
+
+def statistics_mean(xs: Sequence[float | None]) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def geometric_summary(xs: Sequence[float]) -> dict[str, Any]:
+    """n, geometric mean and its 95% t-interval (on log10), min, max of positive counts."""
+    from scipy import stats
+
+    xs = [x for x in xs if x and x > 0]
+    out: dict[str, Any] = {"n": len(xs), "geometric_mean": None, "ci95_low": None, "ci95_high": None,
+                           "min": min(xs) if xs else None, "max": max(xs) if xs else None}
+    if not xs:
+        return out
+    logs = [math.log10(x) for x in xs]
+    mean = sum(logs) / len(logs)
+    out["geometric_mean"] = 10 ** mean
+    if len(logs) >= 2:
+        sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (len(logs) - 1))
+        half = float(stats.t.ppf(0.975, len(logs) - 1)) * sd / math.sqrt(len(logs))
+        out |= {"ci95_low": 10 ** (mean - half), "ci95_high": 10 ** (mean + half)}
+    return out
+
+
+def law_file(results_: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """What `fincorp probe` predicts with (reports/studies/discovery/law.json)."""
+    return {"form": "log10(steps to level) = a + b * log10(E), E = expected MANUAL_REVIEW completions sampled "
+                    "per optimizer step on rule prompts (probe)",
+            "fits": results_["fits"], "study_commit": meta.get("baseline_commit"), "command": meta.get("command"),
+            "runs": len(results_["points"])}
+
+
+def plot(results_: dict[str, Any]):
+    import numpy as np
+    from matplotlib import colors
+    from matplotlib.figure import Figure
+
+    cells = [c for c in results_["cells"] if any(v is not None for v in c["mean_curve"])]
+    if not cells:
+        return "not drawn: no run has a validation curve"
+    temps = sorted({c["temperature"] for c in cells})
+    fig = Figure(figsize=(6 * (len(temps) + 1), 4.6), layout="constrained")
+    axes = fig.subplots(1, len(temps) + 1)
+    grid = results_["grid"]
+    norm = colors.Normalize(0, 100)
+    image = None
+    for ax, t in zip(axes, temps):
+        rows = [c for c in cells if c["temperature"] == t]
+        z = np.array([[np.nan if v is None else 100 * v for v in c["mean_curve"]] for c in rows])
+        image = ax.imshow(z, aspect="auto", cmap="viridis", norm=norm, interpolation="nearest",
+                          extent=(grid[0] - 5, grid[-1] + 5, len(rows) - 0.5, -0.5))
+        ax.set_yticks(range(len(rows)), [f"{c['base']}: {c['p_mr_vip']:.2g}" for c in rows], fontsize=8)
+        ax.set_xlabel("GRPO optimizer step")
+        ax.set_title(f"temperature {t:g}: validation VIP accuracy (mean of seeds)", fontsize=9)
+    axes[0].set_ylabel("base: measured P(MR | rule prompt) at the temperature", fontsize=8)
+    fig.colorbar(image, ax=axes[len(temps) - 1], label="validation VIP accuracy, %", fraction=0.05)
+    ax = axes[-1]
+    for p in results_["points"]:
+        c = "C0" if p["temperature"] == 1.0 else "C1"
+        s = p["steps"]["50%"]
+        if p["e_vip"] and p["e_vip"] >= 1e-4:  # rarer: the sampler never meets the answer; in the tables
+            if s is None:
+                ax.scatter(p["e_vip"], p["max_step"], marker="^", facecolors="none", edgecolors=c, s=36)
+            else:
+                ax.scatter(p["e_vip"], s, marker="s" if p["held_out"] else "o", color=c, s=30,
+                           facecolors="none" if p["held_out"] else c)
+    f = results_["fits"]["50%"]
+    if f.get("fitted"):
+        lo, hi = f["log10_e_range"]
+        xs = np.linspace(lo, hi, 50)
+        ax.plot(10 ** xs, 10 ** (f["a"] + f["b"] * xs), "k-", lw=1,
+                label=f"fit: log10 steps = {f['a']:.2f} {f['b']:+.2f} log10 E")
+        ax.legend(fontsize=7, frameon=False)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("E: expected sampled MANUAL_REVIEW on rule prompts per step (probe)", fontsize=8)
+    ax.set_ylabel("steps to 50% validation VIP accuracy", fontsize=8)
+    ax.set_title("blue T=1.0, orange T=1.5; open square: held-out seed; triangle: not reached (steps run)", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def render(results_: dict[str, Any]) -> list[str]:
+    from fincorp.report import table
+
+    def n(x: Any, fmt: str = ".3g") -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    def steps(x: Any) -> str:
+        return "not reached" if x is None else str(x)
+
+    lines = ["## The law", "",
+             "E = expected MANUAL_REVIEW completions GRPO samples per optimizer step on rule prompts (gold "
+             "MANUAL_REVIEW): prompts per step x share of rule prompts x num_generations x P_T(MANUAL_REVIEW | rule "
+             "prompt), measured by the probe on the run's base and training rows at the run's sampling temperature. "
+             "Steps to a level: the first validation point (every 10 steps, 32 VIP rows of the held-out slice) with "
+             "VIP accuracy at or above it. OLS of log10(steps) on log10(E) over every run that reached the level "
+             "(seeds are replicates; 95% intervals from the t distribution).", ""]
+    rows = []
+    for name, f in results_["fits"].items():
+        if f.get("fitted"):
+            rows.append([name, f["n"], f"{f['a']:.3f} [{f['a_ci95'][0]:.3f}, {f['a_ci95'][1]:.3f}]",
+                         f"{f['b']:.3f} [{f['b_ci95'][0]:.3f}, {f['b_ci95'][1]:.3f}]", f"{f['r2']:.2f}",
+                         f"{math.sqrt(f['scale']):.3f}", ", ".join(f["not_reached"]) or "none"])
+        else:
+            rows.append([name, f["n"], "n/a", "n/a", "n/a", "n/a", f.get("why")])
+    lines += table(["level", "runs fitted", "a [95% CI]", "b [95% CI]", "R^2", "residual sd (log10 steps)",
+                    "runs that did not reach it"], rows)
+    s = results_["samples_to_50"]
+    lines += ["", f"MANUAL_REVIEW completions sampled on rule prompts before 50% validation VIP accuracy: geometric "
+              f"mean {n(s['geometric_mean'])} [95% CI {n(s['ci95_low'])}, {n(s['ci95_high'])}] over {s['n']} runs "
+              f"(min {n(s['min'])}, max {n(s['max'])}).", ""]
+    lines += ["## Prediction check (held-out seeds, fit without them)", "",
+              f"Inside the 95% prediction interval: {results_['check_inside']} of {results_['check_n']}.", ""]
+    lines += table(["run", "level", "E", "measured steps", "predicted", "95% prediction interval", "inside"],
+                   [[c["run"], c["level"], n(c["e_vip"]), steps(c["measured"]) + ("" if c["measured"] is not None
+                                                                                    else f" (ran {c['ran_steps']})"),
+                     n(c["predicted"], ".0f"),
+                     "n/a" if c["low"] is None else f"[{c['low']:.0f}, {c['high']:.0f}]",
+                     {True: "yes", False: "no", None: "n/a"}[c["inside"]]] for c in results_["check"]])
+    lines += ["", "## Bases", "",
+              "Per base and temperature: the probe's P(MANUAL_REVIEW) on rule and on other training prompts and E "
+              "(means over the seeds' bases: the training seed also seeds the base), and each seed's steps to 50% / "
+              "90% validation VIP accuracy.", ""]
+    lines += table(["base", "temperature", "seeds", "P(MR | rule prompt)", "P(MR | other)", "E", "steps to 50%",
+                    "steps to 90%", "sampled MR on rule prompts by 50%"],
+                   [[c["base"], f"{c['temperature']:g}", ", ".join(map(str, c["seeds"])), n(c["p_mr_vip"]),
+                     n(c["p_mr_other"]), n(c["e_vip"]), ", ".join(steps(x) for x in c["steps"]["50%"]),
+                     ", ".join(steps(x) for x in c["steps"]["90%"]),
+                     ", ".join(n(x, ".0f") for x in c["samples"]["50%"])] for c in results_["cells"]])
+    lines += ["", "## Runs (the law's points)", ""]
+    lines += table(["run", "seed", "held out", "P(MR | rule)", "P(MR | other)", "E", "E other", "steps run",
+                    "steps to 50%", "steps to 90%", "final val VIP", "train runtime (s)"],
+                   [[p["run"], p["seed"], "yes" if p["held_out"] else "", n(p["p_mr_vip"]), n(p["p_mr_other"]),
+                     n(p["e_vip"]), n(p["e_other"]), p["max_step"], steps(p["steps"]["50%"]),
+                     steps(p["steps"]["90%"]), n(p["final_val_vip_accuracy"], ".2f"), n(p["runtime_s"], ".0f")]
+                    for p in results_["points"]])
+    if results_["not_run"]:
+        lines += ["", f"Not yet run ({len(results_['not_run'])}; `fincorp study discovery` resumes): "
+                      f"{', '.join(results_['not_run'])}."]
+    return lines

@@ -1,0 +1,250 @@
+"""The discovery law (discovery.py) on synthetic curves, the study's grid, and the probe on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from fincorp import discovery, study
+from fincorp.rules import MANUAL_REVIEW
+
+
+def curve_for(steps50: float | None, budget: int = 960, every: int = 10, stop_after: int | None = None):
+    """A validation VIP-accuracy curve (32 VIP rows) that crosses 50% at steps50 and 90% at 1.5 x steps50,
+    flat at 0 before; a running count of sampled MANUAL_REVIEW on VIP prompts growing 3 per logging step."""
+    curve = []
+    for step in range(0, budget + 1, every):
+        if steps50 is None or step < steps50:
+            v = 0.0
+        elif step < 1.5 * steps50:
+            v = 0.5
+        else:
+            v = 0.9375
+        curve.append({"step": step, "accuracy": 0.25 + v / 4, "vip_accuracy": v})
+        if stop_after is not None and step >= stop_after:
+            break
+    mr = [{"step": s, "count": 3.0 * s / 5} for s in range(5, curve[-1]["step"] + 1, 5)]
+    return curve, mr
+
+
+def test_discovery_point_is_the_first_point_at_or_above_the_level():
+    curve, mr = curve_for(200)
+    assert discovery.discovery_point(curve, mr, 0.5) == {"step": 200, "vip_manual_review_samples": 120.0}
+    assert discovery.discovery_point(curve, mr, 0.9)["step"] == 300
+    flat, mr0 = curve_for(None)
+    assert discovery.discovery_point(flat, mr0, 0.5) is None  # not within the budget
+    # a point between two logged counts takes the last one logged before it; step 0 has sampled nothing
+    assert discovery.samples_at(12, [{"step": 5, "count": 1}, {"step": 10, "count": 4}, {"step": 15, "count": 9}]) == 4
+    assert discovery.samples_at(0, []) == 0.0
+    # 16/32 = exactly 50% counts (no float surprise)
+    assert discovery.discovery_point([{"step": 0, "vip_accuracy": 16 / 32}], [], 0.5)["step"] == 0
+
+
+def synthetic_points(a: float, b: float, noise: float, seed: int = 0):
+    """Runs whose steps to 50% follow log10(steps) = a + b log10(E) + N(0, noise), 3 seeds x 5 bases, plus a
+    base that samples nothing (never reaches it)."""
+    rng = random.Random(seed)
+    points = []
+    for e in (0.2, 0.5, 1.0, 2.0, 5.0):
+        for s in (42, 43, 44):
+            steps50 = 10 ** (a + b * math.log10(e) + rng.gauss(0, noise))
+            points.append({"run": f"e{e}-s{s}", "e_vip": e, "held_out": s == 44, "max_step": 960,
+                           "steps": {"50%": round(steps50), "90%": round(1.5 * steps50)}})
+    points.append({"run": "none-s42", "e_vip": 1e-12, "held_out": False, "max_step": 960,
+                   "steps": {"50%": None, "90%": None}})
+    return points
+
+
+def test_fit_recovers_a_known_law_with_intervals_and_predicts_held_out_runs():
+    points = synthetic_points(a=2.6, b=-1.0, noise=0.05)
+    law = discovery.fit(points, 0.5)
+    assert law["fitted"] and law["n"] == 15 and law["not_reached"] == ["none-s42"]
+    assert law["b_ci95"][0] < -1.0 < law["b_ci95"][1] and abs(law["b"] + 1.0) < 0.1
+    assert law["a_ci95"][0] < 2.6 < law["a_ci95"][1]
+    # The check: fit without seed 44, predict seed 44 (most inside a 95% prediction interval)
+    seen = [p for p in points if not p["held_out"]]
+    rows = discovery.check({"50%": discovery.fit(seen, 0.5)}, [p for p in points if p["held_out"]])
+    assert len(rows) == 5 and sum(r["inside"] for r in rows) >= 4
+    # A wrong law fails the check: predictions 10x off land outside
+    wrong = dict(discovery.fit(seen, 0.5), a=3.6)
+    assert sum(r["inside"] for r in discovery.check({"50%": wrong}, [p for p in points if p["held_out"]])) == 0
+
+
+def test_fit_refuses_too_few_runs_and_predict_says_not_within_the_budget():
+    few = discovery.fit(synthetic_points(2.6, -1.0, 0.05)[:2], 0.5)
+    assert not few["fitted"] and "a line needs 3 runs" in few["why"]
+    assert discovery.predict_one(few, 1.0, 960)["steps"] is None
+    law = discovery.fit(synthetic_points(2.6, -1.0, 0.05), 0.5)
+    ok = discovery.predict_one(law, 1.0, 960)
+    assert ok["within_budget"] and ok["low"] < ok["steps"] < ok["high"] and 300 < ok["steps"] < 500
+    assert not ok["extrapolated"] and "prediction interval" in ok["text"]
+    rare = discovery.predict_one(law, 1e-3, 960)  # 400 000 steps: far past any budget, and an extrapolation
+    assert not rare["within_budget"] and rare["extrapolated"] and rare["text"].startswith("not within the budget")
+    zero = discovery.predict_one(law, 0.0, 960)
+    assert zero["steps"] is None and "E = 0" in zero["text"]
+
+
+def discovery_record(run: str, seed: int, temperature: float, p_vip: float, steps50: float | None,
+                     stop: bool = True) -> dict:
+    e = 64 * 0.25 * p_vip
+    curve, mr = curve_for(steps50, stop_after=None if steps50 is None or not stop else 1.5 * steps50 + 20)
+    probe = {"n_rows": 512, "prompts_per_step": 8, "by_temperature": {f"{temperature:g}": {
+        "p_mr_vip": p_vip, "p_mr_other": p_vip / 30, "expected_vip_escalations_per_step": e,
+        "expected_other_escalations_per_step": 64 * 0.75 * p_vip / 30}}}
+    return {"run": run, "overrides": {}, "params": {"seed": seed, "grpo.temperature": temperature, "grpo.num_train_epochs": 15.0},
+            "metrics": {"probe": probe},
+            "training": {"grpo": {"val_curve": curve, "vip_manual_review_curve": mr, "steps": curve[-1]["step"],
+                                  "runtime_s": 1.0, "vip_samples": 100, "vip_manual_review_samples": 5}}}
+
+
+def test_the_study_report_fits_checks_draws_and_writes_the_law(tmp_path):
+    from fincorp import study_report
+
+    records, rng = [], random.Random(1)
+    for base, p in (("vip-a", 0.05), ("vip-b", 0.1), ("vip-c", 0.3), ("vip-d", 0.6)):
+        for seed in study.DISCOVERY_SEEDS:
+            steps50 = 10 ** (2.8 - 1.0 * math.log10(16 * p) + rng.gauss(0, 0.05))
+            records.append(discovery_record(f"{base}-t1.0-s{seed}", seed, 1.0, p, steps50))
+    records.append(discovery_record("default-t1.5-s42", 42, 1.5, 1e-12, None))
+    records.append({"run": "default-t1.5-s43", "overrides": {}, "not_run": True})
+    results = study_report.write(tmp_path, "discovery", records, {"baseline_commit": "abc", "command": "c"})
+    f50 = results["fits"]["50%"]
+    # validation every 10 steps rounds each crossing up: b comes out near, not exactly at, -1
+    assert f50["fitted"] and f50["n"] == 12 and abs(f50["b"] + 1.0) < 0.15
+    assert results["check_n"] == 4 * 2 and results["check_inside"] >= 6  # seed 44 held out, both levels
+    assert results["not_run"] == ["default-t1.5-s43"]
+    cell = next(c for c in results["cells"] if c["base"] == "vip-d")
+    assert cell["n"] == 3 and cell["mean_curve"][-1] == pytest.approx(0.9375)  # stopped early: carried on
+    law = json.loads((tmp_path / "law.json").read_text())
+    assert law["fits"]["50%"]["b"] == pytest.approx(f50["b"]) and law["study_commit"] == "abc"
+    assert (tmp_path / "discovery.png").is_file()
+    md = (tmp_path / "results.md").read_text()
+    assert "## The law" in md and "Not yet run (1" in md and "default-t1.5-s42" in md
+
+
+def test_the_grid_meets_the_issue_and_every_override_is_a_param():
+    spec = study.studies()["discovery"]
+    runs = spec.runs
+    bases = {r.rsplit("-t", 1)[0] for r in runs}
+    assert sum(b.startswith("vip-") for b in bases) >= 4 and sum(b.startswith("mr-") for b in bases) >= 3
+    for r, o in runs.items():
+        assert o["split.holdout_val"] == "true" and o["grpo.stop_vip_accuracy"] == "0.9"
+        assert int(o["grpo.num_train_epochs"]) * 64 >= 3 * 320  # 512 rows / 8 prompts per step
+        base = r.rsplit("-t", 1)[0]
+        assert o["grpo.temperature"] == ("1.5" if base == "default" else o["grpo.temperature"])
+    assert {o["grpo.temperature"] for r, o in runs.items() if not r.startswith("default")} == {"1.0", "1.5"}
+    assert {o["seed"] for o in runs.values()} == {str(s) for s in study.DISCOVERY_SEEDS}
+    # VIP-specific bases first, seed by seed: a study cut short still has the law's runs and its held-out seed
+    vip = [r for r in runs if r.startswith("vip-")]
+    assert list(runs)[:len(vip)] == vip and vip[-1].endswith(f"-s{study.DISCOVERY_SEEDS[-1]}")
+    assert spec.targets == ("probe", "grpo") and spec.partial
+
+
+def test_early_stop_needs_the_level_held_at_several_points():
+    from fincorp.train import ValidationCallback
+
+    cb = ValidationCallback([], [], None, 10, 16, 8, None, stop_vip_accuracy=0.9, stop_evals=3)
+    for v in (0.0, 0.95, 0.95):
+        cb.history.append({"vip_accuracy": v})
+    assert not cb.should_stop()
+    cb.history.append({"vip_accuracy": 0.9})
+    assert cb.should_stop()
+    cb.history.append({"vip_accuracy": None})
+    assert not cb.should_stop()
+    off = ValidationCallback([], [], None, 10, 16, 8, None)
+    off.history = [{"vip_accuracy": 1.0}] * 5
+    assert not off.should_stop()
+
+
+def test_stop_params_are_checked(write_params):
+    from fincorp.params import ParamsError, load_params
+
+    with pytest.raises(ParamsError, match="grpo.stop_vip_accuracy"):
+        load_params(write_params({"grpo.stop_vip_accuracy": 1.5}))
+    with pytest.raises(ParamsError, match="grpo.stop_evals"):
+        load_params(write_params({"grpo.stop_evals": 0}))
+
+
+@pytest.mark.slow
+def test_probe_matches_what_the_sampler_draws_on_the_tiny_model(tiny_workspace):
+    """The probe's P_T(answer) (eval.answer_log_probs at temperature T) is how often sampling at T with TRL's
+    settings (top_k 0, top_p 1) emits exactly that answer: checked on the completions the tiny base samples
+    most often (its label answers are rare, so the test takes its commonest outputs as the answers)."""
+    from collections import Counter
+
+    import torch
+
+    from fincorp.eval import answer_log_probs
+    from fincorp.model import chat_kwargs, load_for_inference, load_tokenizer
+    from fincorp.params import load_params
+    from fincorp.prompt import prompt_messages
+    from fincorp.split import read_applications
+
+    p = load_params(tiny_workspace / "params.yaml")
+    base = tiny_workspace / "models/base"
+    tok = load_tokenizer(p.model, base)
+    model = load_for_inference(p.model, base, None)
+    row = read_applications(tiny_workspace / "data/train.jsonl")[0]
+    prompt = tok.apply_chat_template(prompt_messages(row, "pct"), tokenize=False, add_generation_prompt=True,
+                                     **chat_kwargs(p.model))
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    n, checked, wrong_t = 6000, {}, []
+    for t in (1.0, 2.0):
+        torch.manual_seed(0)
+        out = model.generate(**ids, do_sample=True, temperature=t, top_k=0, top_p=1.0, max_new_tokens=16,
+                             num_return_sequences=n, pad_token_id=tok.pad_token_id)[:, ids["input_ids"].shape[1]:]
+        ended = Counter()
+        for seq in out.tolist():
+            if tok.eos_token_id in seq:
+                ended[tuple(seq[:seq.index(tok.eos_token_id)])] += 1
+        for seq, count in ended.most_common(3):
+            text = tok.decode(list(seq))
+            if tok(text, add_special_tokens=False)["input_ids"] != list(seq):
+                continue  # a non-canonical tokenization: the probe counts the canonical one only
+            prob = math.exp(answer_log_probs(model, tok, [prompt], text, 1, t)[0])
+            freq = count / n
+            band = 4 * math.sqrt(prob * (1 - prob) / n) + 1e-3
+            assert abs(freq - prob) <= band, (t, text, freq, prob)
+            checked[t] = max(checked.get(t, 0.0), prob)
+            if t != 1.0:  # ignoring the temperature would fail this check
+                wrong_t.append(abs(freq - math.exp(answer_log_probs(model, tok, [prompt], text, 1, 1.0)[0])) > band)
+    assert checked.get(1.0, 0) > 0.01 and 2.0 in checked and any(wrong_t)
+
+
+@pytest.mark.slow
+def test_probe_command_measures_and_predicts(tiny_workspace, tmp_path):
+    from click.testing import CliRunner
+
+    from fincorp.cli import main
+
+    law = {"fits": {"50%": discovery.fit(synthetic_points(2.6, -1.0, 0.05), 0.5),
+                    "90%": discovery.fit(synthetic_points(2.8, -1.0, 0.05), 0.9)}}
+    (tmp_path / "law.json").write_text(json.dumps(law))
+    out = tmp_path / "probe.json"
+    args = ["probe", "--params", str(tiny_workspace / "params.yaml"), "--base", str(tiny_workspace / "models/base"),
+            "--train", str(tiny_workspace / "data/train.jsonl"), "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--law", str(tmp_path / "law.json")])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    rows = read_rows(tiny_workspace)
+    assert record["n_vip"] == sum(r["label"] == MANUAL_REVIEW for r in rows) and record["n_rows"] == len(rows)
+    m = record["by_temperature"]["1"]
+    assert 0 <= m["p_mr_vip"] <= 1 and 0 <= m["p_mr_other"] <= 1
+    total = sum(v["mean"] for v in m["vip_label_probability"].values())
+    assert total <= 1 + 1e-9  # four disjoint answers
+    expected = record["prompts_per_step"] * record["num_generations"] * record["vip_share"] * m["p_mr_vip"]
+    assert m["expected_vip_escalations_per_step"] == pytest.approx(expected)
+    assert "law: steps to 50% validation VIP accuracy" in result.output
+    first = out.read_bytes()
+    assert CliRunner().invoke(main, args).exit_code == 0 and out.read_bytes() == first  # reproducible
+    missing = CliRunner().invoke(main, [*args, "--law", str(tmp_path / "nope.json")])
+    assert missing.exit_code != 0 and "no discovery law here" in missing.output
+
+
+def read_rows(ws):
+    from fincorp.split import read_applications
+
+    return read_applications(ws / "data/train.jsonl")
