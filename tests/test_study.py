@@ -169,3 +169,36 @@ def test_experiments_already_run_on_this_commit_are_kept(repo, monkeypatch, caps
                         {"run": "partial", "commit": "0" * 40, "wall_time_s": 99.0}]}
     exact, partial = study.collect("reward", spec, base, {}, earlier)
     assert exact["wall_time_s"] == 321.0 and partial["wall_time_s"] is None
+
+
+def test_an_experiment_from_an_earlier_commit_is_kept_only_if_it_ran_the_same_code_and_params(
+        repo, committed_params, monkeypatch, capsys):
+    """A long study resumes across commits that change docs or reports, never across a change of the code its
+    stages ran or of the params a run would now get."""
+    import hashlib
+
+    root, base, exps = repo
+    code = "print('grpo')\n"
+    lock = {"schema": "2.0", "stages": {"grpo": {"cmd": "fincorp grpo", "deps": [
+        {"path": "src/fincorp/grpo.py", "hash": "md5", "md5": hashlib.md5(code.encode()).hexdigest(), "size": 14}]}}}
+    params = OmegaConf.create(committed_params)
+    params.grpo.reward = "partial"
+    params.grpo.temperature = 1.0
+    sh(root, "checkout", "-q", "--detach", base)
+    old = commit_files(root, {"src/fincorp/grpo.py": code, "params.yaml": OmegaConf.to_yaml(committed_params)},
+                       "an older baseline")
+    exp = commit_files(root, {"dvc.lock": json.dumps(lock), "params.yaml": OmegaConf.to_yaml(params)}, "exp")
+    sh(root, "update-ref", f"refs/exps/{old[:2]}/{old[2:]}/reward-partial", exp)
+    sh(root, "checkout", "-q", "--detach", old)
+    now = commit_files(root, {"README.md": "docs only\n"}, "a later commit: docs only")
+    overrides = {"grpo.reward": "partial", "grpo.temperature": "1.0"}
+    assert study.same_run(exp, overrides)
+    assert not study.same_run(exp, {"grpo.reward": "partial", "grpo.temperature": "1.5"})  # other params
+    spec = study.Study("d", {"partial": overrides}, ("grpo",), ("grpo",), ("grpo",))
+    monkeypatch.setattr(study.subprocess, "call", lambda *a, **k: (_ for _ in ()).throw(AssertionError(a)))
+    assert study.run_experiments("reward", spec, now, queue=False, force=False) == {}
+    assert f"keeping reward-partial (run on {exp[:8]} with the same code and params)" in capsys.readouterr().out
+    (root / "src/fincorp/grpo.py").write_text("print('changed')\n")  # the code a stage runs changed
+    assert not study.same_run(exp, overrides)
+    monkeypatch.setattr(study.subprocess, "call", lambda *a, **k: 0)
+    assert list(study.run_experiments("reward", spec, now, queue=False, force=False)) == ["partial"]

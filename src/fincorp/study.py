@@ -9,6 +9,8 @@
                                   founders only, beside one that escalates any founder and the default
     fincorp study tune            the recipe search: 6 SFT and 6 GRPO candidates, trained on the train rows
                                   minus the validation slice (split.holdout_val=true), scored on the slice
+    fincorp study discovery       when GRPO finds the hidden rule: bases x sampling temperatures x seeds, long
+                                  GRPO runs scored on the validation slice every 10 steps; the law (discovery.py)
 
 Each run is one DVC experiment, `dvc exp run --temp --name <study>-<run> -S key=value ... [stages]`: the
 pipeline of the current commit (plus any uncommitted changes) in a temporary copy of the workspace,
@@ -24,8 +26,9 @@ the resolved params. study_report turns them into results.json, results.md and f
     fincorp study NAME --queue      only queue the runs (`dvc queue start -j N` runs them in parallel, on a
                                     machine with the cores for it; `dvc queue status` follows them)
     fincorp study NAME --collect    only write the report, from experiments that already ran
-    fincorp study NAME --force      rerun experiments already run on this commit (by default they are kept,
-                                    so an interrupted study resumes)
+    fincorp study NAME --force      rerun experiments already run (by default they are kept, so an
+                                    interrupted study resumes: those run on this commit, and those run on an
+                                    earlier commit with the same stage code and params, same_run)
 
 DVC's run-cache does not restore stages with uncached outputs (our dvclive logs and metrics files are
 `cache: false`, so they diff in git), so a run whose params match an earlier experiment still retrains
@@ -241,11 +244,18 @@ def run_experiments(study: str, spec: Study, baseline: str, queue: bool, force: 
     """Run (or queue) every run of the study as a named DVC experiment; wall time per run.
 
     An experiment of the same name already based on this commit is kept (an interrupted study resumes
-    where it stopped), unless `force`: then it is removed and run again.
+    where it stopped), and so is one based on an earlier commit whose stages ran the same code and params a
+    run would now (same_run: a study of hours resumes across commits that change docs or reports), unless
+    `force`: then it is removed and run again.
     """
     times: dict[str, float | None] = {}
     for run, overrides in spec.runs.items():
         name = exp_name(study, run)
+        earlier = find_experiment(name, baseline)
+        if not force and earlier is not None and find_experiment(name, baseline, exact=True) is None:
+            if same_run(earlier, overrides):
+                print(f"study {study}: keeping {name} (run on {earlier[:8]} with the same code and params)", flush=True)
+                continue
         if find_experiment(name, baseline, exact=True) is not None:
             if not force:
                 print(f"study {study}: keeping {name} (already run on this commit; --force reruns it)", flush=True)
@@ -263,6 +273,29 @@ def run_experiments(study: str, spec: Study, baseline: str, queue: bool, force: 
             raise DataError(f"experiment {name} failed (exit code {code}); see the log above")
         times[run] = None if queue else round(time.time() - start, 1)
     return times
+
+
+def same_run(commit: str, overrides: dict[str, str]) -> bool:
+    """Whether the experiment at `commit` ran what `dvc exp run -S overrides` would run now: every source file
+    a stage of its dvc.lock depended on has the same md5 (DVC's content hash) in the workspace, and its
+    params.yaml equals the workspace's params.yaml with the overrides applied."""
+    import hashlib
+
+    import yaml
+
+    lock, params = read_at(commit, "dvc.lock"), read_at(commit, "params.yaml")
+    if lock is None or params is None or not Path("params.yaml").is_file():
+        return False
+    for stage in (yaml.safe_load(lock).get("stages") or {}).values():
+        for dep in stage.get("deps") or []:
+            path = Path(dep["path"])
+            if dep["path"].startswith("src/") and (
+                    not path.is_file() or hashlib.md5(path.read_bytes()).hexdigest() != dep.get("md5")):
+                return False
+    now = OmegaConf.load("params.yaml")
+    for key, value in overrides.items():
+        OmegaConf.update(now, key, OmegaConf.from_dotlist([f"v={value}"]).v, force_add=True)
+    return OmegaConf.to_container(now) == OmegaConf.to_container(OmegaConf.create(params))
 
 
 def read_at(commit: str, path: str) -> str | None:
