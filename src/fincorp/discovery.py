@@ -336,8 +336,8 @@ def render(results_: dict[str, Any]) -> list[str]:
                      {True: "yes", False: "no", None: "n/a"}[c["inside"]]] for c in results_["check"]])
     lines += ["", "## Bases", "",
               "Per base and temperature: the probe's P(MANUAL_REVIEW) on rule and on other training prompts and E "
-              "(means over the seeds' bases: the training seed also seeds the base), and each seed's steps to 50% / "
-              "90% validation VIP accuracy.", ""]
+              "(one base per prior, shared by the seeds: base.seed 42; seed is GRPO's), and each seed's steps to "
+              "50% / 90% validation VIP accuracy.", ""]
     lines += table(["base", "temperature", "seeds", "P(MR | rule prompt)", "P(MR | other)", "E", "steps to 50%",
                     "steps to 90%", "sampled MR on rule prompts by 50%"],
                    [[c["base"], f"{c['temperature']:g}", ", ".join(map(str, c["seeds"])), n(c["p_mr_vip"]),
@@ -346,10 +346,11 @@ def render(results_: dict[str, Any]) -> list[str]:
                      ", ".join(n(x, ".0f") for x in c["samples"]["50%"])] for c in results_["cells"]])
     lines += ["", "## Runs (the law's points)", ""]
     lines += table(["run", "seed", "held out", "P(MR | rule)", "P(MR | other)", "E", "E other", "steps run",
-                    "steps to 50%", "steps to 90%", "final val VIP", "train runtime (s)"],
+                    "steps to 50%", "steps to 90%", "final val VIP", "sampled MR on rule prompts"],
                    [[p["run"], p["seed"], "yes" if p["held_out"] else "", n(p["p_mr_vip"]), n(p["p_mr_other"]),
                      n(p["e_vip"]), n(p["e_other"]), p["max_step"], steps(p["steps"]["50%"]),
-                     steps(p["steps"]["90%"]), n(p["final_val_vip_accuracy"], ".2f"), n(p["runtime_s"], ".0f")]
+                     steps(p["steps"]["90%"]), n(p["final_val_vip_accuracy"], ".2f"),
+                     "n/a" if p["vip_samples"] is None else f"{p['vip_manual_review_samples']}/{p['vip_samples']}"]
                     for p in results_["points"]])
     if results_["not_run"]:
         lines += ["", f"Not yet run ({len(results_['not_run'])}; `fincorp study discovery` resumes): "

@@ -196,7 +196,7 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             "the train rows minus the validation slice, scored on the slice every 10 steps, stopped once "
             "validation VIP accuracy held >= 90% at 3 points in a row. The law: steps to 50% / 90% validation VIP "
             "accuracy against the expected MANUAL_REVIEW completions sampled per step on rule prompts (stage "
-            f"probe). Seeds {', '.join(map(str, DISCOVERY_HELD_OUT_SEEDS))} are held out of the fit and "
+            f"probe). Seed {', '.join(map(str, DISCOVERY_HELD_OUT_SEEDS))} is held out of the fit and "
             "predicted. The test set is not read.",
             discovery_runs(), ("probe", "grpo"), ("probe",), ("grpo",), partial=True),
         "tune": Study(
@@ -233,6 +233,12 @@ def find_experiment(name: str, baseline: str, exact: bool = False) -> str | None
     return found[0][1] if found and not exact else None
 
 
+def experiments_named(name: str) -> list[str]:
+    """Commits of every experiment called `name`, on any baseline, newest first."""
+    refs = git("for-each-ref", "--sort=-committerdate", "--format=%(refname) %(objectname)", "refs/exps/")
+    return [line.split()[1] for line in refs.splitlines() if line.split()[0].endswith(f"/{name}")]
+
+
 def dvc_cmd(*args: str) -> list[str]:
     exe = shutil.which("dvc")
     if exe is None:
@@ -240,7 +246,8 @@ def dvc_cmd(*args: str) -> list[str]:
     return [exe, *args]
 
 
-def run_experiments(study: str, spec: Study, baseline: str, queue: bool, force: bool) -> dict[str, float | None]:
+def run_experiments(study: str, spec: Study, baseline: str, queue: bool, force: bool,
+                    after_each: Any = None) -> dict[str, float | None]:
     """Run (or queue) every run of the study as a named DVC experiment; wall time per run.
 
     An experiment of the same name already based on this commit is kept (an interrupted study resumes
@@ -251,9 +258,9 @@ def run_experiments(study: str, spec: Study, baseline: str, queue: bool, force: 
     times: dict[str, float | None] = {}
     for run, overrides in spec.runs.items():
         name = exp_name(study, run)
-        earlier = find_experiment(name, baseline)
-        if not force and earlier is not None and find_experiment(name, baseline, exact=True) is None:
-            if same_run(earlier, overrides):
+        if not force and find_experiment(name, baseline, exact=True) is None:
+            earlier = next((c for c in experiments_named(name) if same_run(c, overrides)), None)
+            if earlier is not None:
                 print(f"study {study}: keeping {name} (run on {earlier[:8]} with the same code and params)", flush=True)
                 continue
         if find_experiment(name, baseline, exact=True) is not None:
@@ -272,6 +279,8 @@ def run_experiments(study: str, spec: Study, baseline: str, queue: bool, force: 
         if code:
             raise DataError(f"experiment {name} failed (exit code {code}); see the log above")
         times[run] = None if queue else round(time.time() - start, 1)
+        if after_each is not None:
+            after_each(times)
     return times
 
 
@@ -407,18 +416,25 @@ def run(study: str, n_seeds: int = 5, queue: bool = False, collect_only: bool = 
     spec = all_studies[study]
     baseline = git("rev-parse", "HEAD").strip()
     started = time.time()
-    times = {} if collect_only else run_experiments(study, spec, baseline, queue, force)
+    command = f"fincorp study {study}" + (f" --n {n_seeds}" if study == "seeds" else "")
+
+    def report(times: dict[str, float | None], wall_time_s: float | None) -> None:
+        previous = Path(out_dir) / study / "results.json"
+        records = collect(study, spec, baseline, times,
+                          json.loads(previous.read_text()) if previous.is_file() else None)
+        from fincorp import study_report
+
+        meta = {"study": study, "description": spec.description, "command": command, "baseline_commit": baseline,
+                "wall_time_s": wall_time_s, "threads": os.environ.get("OMP_NUM_THREADS", "torch default")}
+        study_report.write(Path(out_dir) / study, study, records, meta)
+        print(f"study {study}: {len(records)} runs -> {Path(out_dir) / study}/results.md", flush=True)
+
+    # A partial study (hours of runs) rewrites its report after every run: what finished is reported, with
+    # its wall time, even if the study is stopped before the end.
+    after_each = (lambda times: report(times, None)) if spec.partial and not queue else None
+    times = {} if collect_only else run_experiments(study, spec, baseline, queue, force, after_each)
     if queue:
         print(f"study {study}: {len(spec.runs)} experiments queued; `dvc queue start -j N` runs them, then "
               f"`fincorp study {study} --collect` writes the report")
         return
-    previous = Path(out_dir) / study / "results.json"
-    records = collect(study, spec, baseline, times, json.loads(previous.read_text()) if previous.is_file() else None)
-    from fincorp import study_report
-
-    command = f"fincorp study {study}" + (f" --n {n_seeds}" if study == "seeds" else "")
-    meta = {"study": study, "description": spec.description, "command": command, "baseline_commit": baseline,
-            "wall_time_s": None if collect_only else round(time.time() - started, 1),
-            "threads": os.environ.get("OMP_NUM_THREADS", "torch default")}
-    study_report.write(Path(out_dir) / study, study, records, meta)
-    print(f"study {study}: {len(records)} runs -> {Path(out_dir) / study}/results.md")
+    report(times, None if collect_only else round(time.time() - started, 1))
