@@ -55,13 +55,15 @@ def synthetic_points(a: float, b: float, noise: float, seed: int = 0):
                            "steps": {"50%": round(steps50), "90%": round(1.5 * steps50)}})
     points.append({"run": "none-s42", "e_vip": 1e-12, "held_out": False, "max_step": 960,
                    "steps": {"50%": None, "90%": None}})
+    points.append({"run": "there-s42", "e_vip": 9.0, "held_out": False, "max_step": 30,  # knew it before RL
+                   "steps": {"50%": 0, "90%": 10}})
     return points
 
 
 def test_fit_recovers_a_known_law_with_intervals_and_predicts_held_out_runs():
     points = synthetic_points(a=2.6, b=-1.0, noise=0.05)
     law = discovery.fit(points, 0.5)
-    assert law["fitted"] and law["n"] == 15 and law["not_reached"] == ["none-s42"]
+    assert law["fitted"] and law["n"] == 15 and law["not_reached"] == ["none-s42"] and law["at_start"] == ["there-s42"]
     assert law["b_ci95"][0] < -1.0 < law["b_ci95"][1] and abs(law["b"] + 1.0) < 0.1
     assert law["a_ci95"][0] < 2.6 < law["a_ci95"][1]
     # The check: fit without seed 44, predict seed 44 (most inside a 95% prediction interval)
@@ -75,6 +77,7 @@ def test_fit_recovers_a_known_law_with_intervals_and_predicts_held_out_runs():
 
 def test_fit_refuses_too_few_runs_and_predict_says_not_within_the_budget():
     few = discovery.fit(synthetic_points(2.6, -1.0, 0.05)[:2], 0.5)
+    assert discovery.fit(synthetic_points(2.6, -1.0, 0.05), 0.9)["n"] == 16  # at 90% it had to learn
     assert not few["fitted"] and "a line needs 3 runs" in few["why"]
     assert discovery.predict_one(few, 1.0, 960)["steps"] is None
     law = discovery.fit(synthetic_points(2.6, -1.0, 0.05), 0.5)

@@ -56,10 +56,14 @@ def fit(points: Sequence[dict[str, Any]], level: float) -> dict[str, Any]:
     import statsmodels.api as sm
 
     name = level_name(level)
-    reached = [p for p in points if p["steps"].get(name) is not None and p["e_vip"] and p["e_vip"] > 0]
+    # A base already at the level before any RL step (greedy validation at step 0) has nothing to discover:
+    # it is reported, not fitted (log10 0 has no place on the line).
+    at_start = [p["run"] for p in points if p["steps"].get(name) == 0]
+    reached = [p for p in points if p["steps"].get(name) and p["e_vip"] and p["e_vip"] > 0]
     xs = [math.log10(p["e_vip"]) for p in reached]
     out: dict[str, Any] = {"level": level, "name": name, "n": len(reached), "runs": [p["run"] for p in reached],
-                           "not_reached": [p["run"] for p in points if p["steps"].get(name) is None]}
+                           "not_reached": [p["run"] for p in points if p["steps"].get(name) is None],
+                           "at_start": at_start}
     if len(reached) < 3 or len(set(round(x, 6) for x in xs)) < 2:
         return out | {"fitted": False, "why": f"{len(reached)} runs reached {name}, at "
                       f"{len(set(round(x, 6) for x in xs))} distinct E: a line needs 3 runs at 2 or more"}
@@ -121,7 +125,9 @@ def check(law_fits: dict[str, dict[str, Any]], held_out: Sequence[dict[str, Any]
         for name, f in law_fits.items():
             pred = predict_one(f, p["e_vip"], p["max_step"])
             measured = p["steps"].get(name)
-            if pred["steps"] is None:
+            if measured == 0:  # there before RL: outside the law (fit leaves these out too)
+                inside = None
+            elif pred["steps"] is None:
                 inside = None if not f.get("fitted") else measured is None
             elif measured is None:
                 inside = pred["high"] > p["max_step"]
@@ -317,11 +323,12 @@ def render(results_: dict[str, Any]) -> list[str]:
         if f.get("fitted"):
             rows.append([name, f["n"], f"{f['a']:.3f} [{f['a_ci95'][0]:.3f}, {f['a_ci95'][1]:.3f}]",
                          f"{f['b']:.3f} [{f['b_ci95'][0]:.3f}, {f['b_ci95'][1]:.3f}]", f"{f['r2']:.2f}",
-                         f"{math.sqrt(f['scale']):.3f}", ", ".join(f["not_reached"]) or "none"])
+                         f"{math.sqrt(f['scale']):.3f}", ", ".join(f["not_reached"]) or "none",
+                         ", ".join(f["at_start"]) or "none"])
         else:
-            rows.append([name, f["n"], "n/a", "n/a", "n/a", "n/a", f.get("why")])
+            rows.append([name, f["n"], "n/a", "n/a", "n/a", "n/a", f.get("why"), ", ".join(f["at_start"]) or "none"])
     lines += table(["level", "runs fitted", "a [95% CI]", "b [95% CI]", "R^2", "residual sd (log10 steps)",
-                    "runs that did not reach it"], rows)
+                    "runs that did not reach it", "runs already there at step 0 (not fitted)"], rows)
     s = results_["samples_to_50"]
     lines += ["", f"MANUAL_REVIEW completions sampled on rule prompts before 50% validation VIP accuracy: geometric "
               f"mean {n(s['geometric_mean'])} [95% CI {n(s['ci95_low'])}, {n(s['ci95_high'])}] over {s['n']} runs "
