@@ -269,10 +269,15 @@ def plot(results_: dict[str, Any]):
     for ax, t in zip(axes, temps):
         rows = [c for c in cells if c["temperature"] == t]
         z = np.array([[np.nan if v is None else 100 * v for v in c["mean_curve"]] for c in rows])
-        image = ax.imshow(z, aspect="auto", cmap="viridis", norm=norm, interpolation="nearest",
-                          extent=(grid[0] - 5, grid[-1] + 5, len(rows) - 0.5, -0.5))
+        # each validation point's value holds until the next one; a log-like step axis shows both the
+        # first tens of steps (where specific bases move) and the whole budget
+        edges = [*grid, grid[-1] + (grid[1] - grid[0] if len(grid) > 1 else 10)]
+        image = ax.pcolormesh(edges, np.arange(len(rows) + 1) - 0.5, z, cmap="viridis", norm=norm)
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(0, edges[-1])
+        ax.invert_yaxis()
         ax.set_yticks(range(len(rows)), [f"{c['base']}: {c['p_mr_vip']:.2g}" for c in rows], fontsize=8)
-        ax.set_xlabel("GRPO optimizer step")
+        ax.set_xlabel("GRPO optimizer step (linear to 10, then log)")
         ax.set_title(f"temperature {t:g}: validation VIP accuracy (mean of seeds)", fontsize=9)
     axes[0].set_ylabel("base: measured P(MR | rule prompt) at the temperature", fontsize=8)
     fig.colorbar(image, ax=axes[len(temps) - 1], label="validation VIP accuracy, %", fraction=0.05)
