@@ -91,12 +91,13 @@ def test_fit_refuses_too_few_runs_and_predict_says_not_within_the_budget():
 
 
 def discovery_record(run: str, seed: int, temperature: float, p_vip: float, steps50: float | None,
-                     stop: bool = True) -> dict:
+                     stop: bool = True, p_other: float | None = None) -> dict:
     e = 64 * 0.25 * p_vip
+    p_other = p_vip / 30 if p_other is None else p_other
     curve, mr = curve_for(steps50, stop_after=None if steps50 is None or not stop else 1.5 * steps50 + 20)
     probe = {"n_rows": 512, "prompts_per_step": 8, "by_temperature": {f"{temperature:g}": {
-        "p_mr_vip": p_vip, "p_mr_other": p_vip / 30, "expected_vip_escalations_per_step": e,
-        "expected_other_escalations_per_step": 64 * 0.75 * p_vip / 30}}}
+        "p_mr_vip": p_vip, "p_mr_other": p_other, "expected_vip_escalations_per_step": e,
+        "expected_other_escalations_per_step": 64 * 0.75 * p_other}}}
     return {"run": run, "overrides": {}, "params": {"seed": seed, "grpo.temperature": temperature, "grpo.num_train_epochs": 15.0},
             "metrics": {"probe": probe},
             "training": {"grpo": {"val_curve": curve, "vip_manual_review_curve": mr, "steps": curve[-1]["step"],
@@ -113,19 +114,26 @@ def test_the_study_report_fits_checks_draws_and_writes_the_law(tmp_path):
             records.append(discovery_record(f"{base}-t1.0-s{seed}", seed, 1.0, p, steps50))
     records.append(discovery_record("default-t1.5-s42", 42, 1.5, 1e-12, None))
     records.append({"run": "default-t1.5-s43", "overrides": {}, "not_run": True})
+    # escalates any founder as often: E like the specific bases', never learns within the budget
+    records.append(discovery_record("mr-t1.0-s42", 42, 1.0, 0.2, None, p_other=0.2))
     results = study_report.write(tmp_path, "discovery", records, {"baseline_commit": "abc", "command": "c"})
     f50 = results["fits"]["50%"]
     # validation every 10 steps rounds each crossing up: b comes out near, not exactly at, -1
     assert f50["fitted"] and f50["n"] == 12 and abs(f50["b"] + 1.0) < 0.15
     assert results["check_n"] == 4 * 2 and results["check_inside"] >= 6  # seed 44 held out, both levels
     assert results["not_run"] == ["default-t1.5-s43"]
+    assert {(x["run"], x["level"]) for x in results["unexplained"]} == {("mr-t1.0-s42", "50%"), ("mr-t1.0-s42", "90%")}
+    outside = discovery.predict({"fits": results["fits"]}, 3.2, 64 * 0.75 * 0.2, 960)  # what the probe says of it
+    assert all(v["outside_law"] and v["text"].startswith("outside the law") for v in outside.values())
+    inside = discovery.predict({"fits": results["fits"]}, 3.2, 64 * 0.75 * 0.2 / 30, 960)
+    assert all(v["steps"] is not None for v in inside.values())
     cell = next(c for c in results["cells"] if c["base"] == "vip-d")
     assert cell["n"] == 3 and cell["mean_curve"][-1] == pytest.approx(0.9375)  # stopped early: carried on
     law = json.loads((tmp_path / "law.json").read_text())
     assert law["fits"]["50%"]["b"] == pytest.approx(f50["b"]) and law["study_commit"] == "abc"
     assert (tmp_path / "discovery.png").is_file()
     md = (tmp_path / "results.md").read_text()
-    assert "## The law" in md and "Not yet run (1" in md and "default-t1.5-s42" in md
+    assert "## The law" in md and "Not yet run (1" in md and "default-t1.5-s42" in md and "## Where E alone fails" in md
 
 
 def test_the_grid_meets_the_issue_and_every_override_is_a_param():

@@ -78,12 +78,27 @@ def fit(points: Sequence[dict[str, Any]], level: float) -> dict[str, Any]:
         "cov": [[float(v) for v in row] for row in res.cov_params()],
         "scale": float(res.scale), "df_resid": float(res.df_resid), "r2": float(res.rsquared),
         "log10_e_range": [min(xs), max(xs)],
+        # rewarded / penalised escalations per step (E / E_other) of the fitted runs: the law's domain
+        "log10_ratio_range": ratio_range(reached),
         "residuals": {p["run"]: float(r) for p, r in zip(reached, res.resid)},
     }
 
 
-def predict_one(law: dict[str, Any], e_vip: float, budget: int) -> dict[str, Any]:
-    """Steps to the law's level for a base with E = e_vip, with a 95% prediction interval."""
+def ratio(p: dict[str, Any]) -> float | None:
+    """log10(E / E_other): how much more often GRPO samples MANUAL_REVIEW where it is rewarded than where it
+    is penalised, per step; None without both."""
+    e, o = p.get("e_vip"), p.get("e_other")
+    return math.log10(e / o) if e and o and e > 0 and o > 0 else None
+
+
+def ratio_range(points: Sequence[dict[str, Any]]) -> list[float] | None:
+    rs = [r for p in points if (r := ratio(p)) is not None]
+    return [min(rs), max(rs)] if rs else None
+
+
+def predict_one(law: dict[str, Any], e_vip: float, budget: int, e_other: float | None = None) -> dict[str, Any]:
+    """Steps to the law's level for a base with E = e_vip, with a 95% prediction interval. Given e_other, a
+    base less specific (E / E_other) than every run the law was fitted on is outside the law: no number."""
     from scipy import stats
 
     name = law["name"]
@@ -92,6 +107,12 @@ def predict_one(law: dict[str, Any], e_vip: float, budget: int) -> dict[str, Any
     if not e_vip or e_vip <= 0:
         return {"steps": None, "low": None, "high": None, "within_budget": False,
                 "text": f"not within the budget: GRPO samples no MANUAL_REVIEW on rule prompts (E = 0)"}
+    r, domain = ratio({"e_vip": e_vip, "e_other": e_other}), law.get("log10_ratio_range")
+    if r is not None and domain is not None and r < domain[0] - 1e-9:
+        return {"steps": None, "low": None, "high": None, "within_budget": None, "outside_law": True,
+                "text": f"outside the law: E / E_other = {10 ** r:.3g} rewarded per penalised escalation, below "
+                        f"every run it was fitted on ({10 ** domain[0]:.3g} and up); bases like it are in the "
+                        f"study's report"}
     x = math.log10(e_vip)
     mean = law["a"] + law["b"] * x
     cov = law["cov"]
@@ -113,7 +134,7 @@ def predict_one(law: dict[str, Any], e_vip: float, budget: int) -> dict[str, Any
 
 def predict(law: dict[str, Any], e_vip: float, e_other: float, budget: int) -> dict[str, dict[str, Any]]:
     """Per level (law["fits"]): the prediction for a base with these expected escalations per step."""
-    return {name: predict_one(f, e_vip, budget) for name, f in law["fits"].items()}
+    return {name: predict_one(f, e_vip, budget, e_other) for name, f in law["fits"].items()}
 
 
 def check(law_fits: dict[str, dict[str, Any]], held_out: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -123,9 +144,9 @@ def check(law_fits: dict[str, dict[str, Any]], held_out: Sequence[dict[str, Any]
     rows = []
     for p in held_out:
         for name, f in law_fits.items():
-            pred = predict_one(f, p["e_vip"], p["max_step"])
+            pred = predict_one(f, p["e_vip"], p["max_step"], p.get("e_other"))
             measured = p["steps"].get(name)
-            if measured == 0:  # there before RL: outside the law (fit leaves these out too)
+            if measured == 0 or pred.get("outside_law"):  # there before RL, or outside the law's domain
                 inside = None
             elif pred["steps"] is None:
                 inside = None if not f.get("fitted") else measured is None
@@ -194,6 +215,19 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     held = [p for p in points if p["held_out"]]
     check_fits = {level_name(lv): fit(seen, lv) for lv in LEVELS}
     checked = check(check_fits, held)
+    # The law on E alone, applied to every run that did not reach a level: a prediction inside the steps it
+    # ran says E alone is not enough (the specificity, E / E_other, is the candidate second variable).
+    unexplained = []
+    for name, f in fits.items():
+        if not f.get("fitted"):
+            continue
+        for p in points:
+            if p["steps"].get(name) is None:
+                e_only = predict_one(f, p["e_vip"], p["max_step"])
+                if e_only["high"] is not None and e_only["high"] < p["max_step"]:
+                    unexplained.append({"run": p["run"], "level": name, "e_vip": p["e_vip"], "ratio": ratio(p),
+                                        "ran_steps": p["max_step"], "predicted": e_only["steps"],
+                                        "high": e_only["high"]})
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for p in points:
         groups.setdefault((p["base"], p["temperature"]), []).append(p)
@@ -214,7 +248,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "mean_curve": mean_curve})
     # Rewarded escalations GRPO sampled before discovery: if the law is steps ~ N / E, N is about constant.
     n50 = [p["samples"]["50%"] for p in points if p["samples"]["50%"] is not None]
-    return {"points": points, "fits": fits, "check_fits": check_fits, "check": checked,
+    return {"points": points, "fits": fits, "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
             "cells": cells, "grid": grid, "not_run": not_run, "budget": budget,
             "samples_to_50": geometric_summary(n50)}
@@ -338,7 +372,16 @@ def render(results_: dict[str, Any]) -> list[str]:
     lines += ["", f"MANUAL_REVIEW completions sampled on rule prompts before 50% validation VIP accuracy: geometric "
               f"mean {n(s['geometric_mean'])} [95% CI {n(s['ci95_low'])}, {n(s['ci95_high'])}] over {s['n']} runs "
               f"(min {n(s['min'])}, max {n(s['max'])}).", ""]
-    lines += ["## Prediction check (held-out seeds, fit without them)", "",
+    lines += ["## Where E alone fails", "",
+              "Runs that did not reach a level although the law on E alone puts even the top of its 95% prediction "
+              "interval inside the steps they ran. E / E_other: MANUAL_REVIEW samples per step on rule prompts "
+              "(rewarded) per sample on the others (penalised). `fincorp probe` gives no number for a base less "
+              "specific than every run the law was fitted on.", ""]
+    lines += (table(["run", "level", "E", "E / E_other", "steps run", "law on E alone (upper 95%)"],
+                    [[u["run"], u["level"], n(u["e_vip"]), "n/a" if u["ratio"] is None else n(10 ** u["ratio"]),
+                      u["ran_steps"], f"{u['predicted']:.0f} ({u['high']:.0f})"] for u in results_["unexplained"]])
+              if results_["unexplained"] else ["None: every run that did not reach a level is consistent with E alone."])
+    lines += ["", "## Prediction check (held-out seeds, fit without them)", "",
               f"Inside the 95% prediction interval: {results_['check_inside']} of {results_['check_n']}.", ""]
     lines += table(["run", "level", "E", "measured steps", "predicted", "95% prediction interval", "inside"],
                    [[c["run"], c["level"], n(c["e_vip"]), steps(c["measured"]) + ("" if c["measured"] is not None
