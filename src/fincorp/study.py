@@ -136,10 +136,13 @@ DISCOVERY_HELD_OUT_SEEDS = (44,)
 def discovery_runs() -> dict[str, dict[str, str]]:
     """Every run, in the order the study runs them (it resumes where it stopped): the VIP-specific bases
     first, seed by seed (they reach the rule fast and carry the law and its held-out check), then the
-    random-escalation bases and the default, seed by seed (they run the whole budget). The default base at
-    the tuned temperature only: it never samples the answer at either."""
+    random-escalation bases and the default, seed by seed (they may run the whole budget). The default base
+    at the tuned temperature only: it never samples the answer at either."""
     runs = {}
-    tiers = ([b for b in DISCOVERY_BASES if b.startswith("vip-")], [b for b in DISCOVERY_BASES if not b.startswith("vip-")])
+    # second tier: the random-escalation bases from the most to the least escalating (the most informative
+    # about specificity first), then the default (its probe: about 1e-11 expected escalations a step)
+    tiers = ([b for b in DISCOVERY_BASES if b.startswith("vip-")],
+             [*sorted((b for b in DISCOVERY_BASES if b.startswith("mr-")), key=lambda b: -float(b[3:])), "default"])
     for tier in tiers:
         for seed in DISCOVERY_SEEDS:
             for base in tier:
