@@ -122,6 +122,11 @@ def test_the_study_report_fits_checks_draws_and_writes_the_law(tmp_path):
     assert f50["fitted"] and f50["n"] == 12 and abs(f50["b"] + 1.0) < 0.15
     assert results["check_n"] == 4 * 2 and results["check_inside"] >= 6  # seed 44 held out, both levels
     assert results["not_run"] == ["default-t1.5-s43"]
+    # every synthetic run is at temperature 1.0 (the default base's never reaches a level): one row per level,
+    # over the fitted runs, centred on the fit
+    rows = [r for r in results["residual_by_temperature"] if r["n"]]
+    assert [(r["level"], r["temperature"], r["n"]) for r in rows] == [("50%", 1.0, 12), ("90%", 1.0, 9)]  # vip-a: 90% past 960
+    assert all(abs(r["mean"]) < 1e-9 and r["ci95_low"] < 0 < r["ci95_high"] for r in rows)
     assert {(x["run"], x["level"]) for x in results["unexplained"]} == {("mr-t1.0-s42", "50%"), ("mr-t1.0-s42", "90%")}
     outside = discovery.predict({"fits": results["fits"]}, 3.2, 64 * 0.75 * 0.2, 960)  # what the probe says of it
     assert all(v["outside_law"] and v["text"].startswith("outside the law") for v in outside.values())

@@ -248,10 +248,32 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "mean_curve": mean_curve})
     # Rewarded escalations GRPO sampled before discovery: if the law is steps ~ N / E, N is about constant.
     n50 = [p["samples"]["50%"] for p in points if p["samples"]["50%"] is not None]
+    # Does the law differ between sampling temperatures? The residuals of the one fit, per temperature.
+    by_temperature = []
+    for name, f in fits.items():
+        if not f.get("fitted"):
+            continue
+        for t in sorted({p["temperature"] for p in points}):
+            rs = [f["residuals"][p["run"]] for p in points if p["temperature"] == t and p["run"] in f["residuals"]]
+            by_temperature.append({"level": name, "temperature": t, **mean_interval(rs)})
     return {"points": points, "fits": fits, "check_fits": check_fits, "check": checked, "unexplained": unexplained,
+            "residual_by_temperature": by_temperature,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
             "cells": cells, "grid": grid, "not_run": not_run, "budget": budget,
             "samples_to_50": geometric_summary(n50)}
+
+
+def mean_interval(xs: Sequence[float]) -> dict[str, Any]:
+    """n, mean and 95% t-interval of the mean (None where n < 2)."""
+    from scipy import stats
+
+    out: dict[str, Any] = {"n": len(xs), "mean": sum(xs) / len(xs) if xs else None, "ci95_low": None,
+                           "ci95_high": None}
+    if len(xs) >= 2:
+        sd = math.sqrt(sum((x - out["mean"]) ** 2 for x in xs) / (len(xs) - 1))
+        half = float(stats.t.ppf(0.975, len(xs) - 1)) * sd / math.sqrt(len(xs))
+        out |= {"ci95_low": out["mean"] - half, "ci95_high": out["mean"] + half}
+    return out
 
 
 def statistics_mean(xs: Sequence[float | None]) -> float | None:
@@ -372,7 +394,17 @@ def render(results_: dict[str, Any]) -> list[str]:
     lines += ["", f"MANUAL_REVIEW completions sampled on rule prompts before 50% validation VIP accuracy: geometric "
               f"mean {n(s['geometric_mean'])} [95% CI {n(s['ci95_low'])}, {n(s['ci95_high'])}] over {s['n']} runs "
               f"(min {n(s['min'])}, max {n(s['max'])}).", ""]
-    lines += ["## Where E alone fails", "",
+    lines += ["## One law for both temperatures?", "",
+              "Residuals of the fit (log10 steps: measured minus law) by the run's sampling temperature; an interval "
+              "away from 0 says the temperature matters beyond what it does to E.", ""]
+    lines += (table(["level", "temperature", "runs", "mean residual [95% CI]", "as a factor on steps"],
+                    [[r["level"], f"{r['temperature']:g}", r["n"],
+                      "n/a" if r["mean"] is None else f"{r['mean']:+.3f}" + (
+                          "" if r["ci95_low"] is None else f" [{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]"),
+                      "n/a" if r["mean"] is None else f"{10 ** r['mean']:.2f}"]
+                     for r in results_["residual_by_temperature"]])
+              if results_["residual_by_temperature"] else ["No fit yet."])
+    lines += ["", "## Where E alone fails", "",
               "Runs that did not reach a level although the law on E alone puts even the top of its 95% prediction "
               "interval inside the steps they ran. E / E_other: MANUAL_REVIEW samples per step on rule prompts "
               "(rewarded) per sample on the others (penalised). `fincorp probe` gives no number for a base less "
