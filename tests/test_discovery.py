@@ -264,3 +264,28 @@ def read_rows(ws):
     from fincorp.split import read_applications
 
     return read_applications(ws / "data/train.jsonl")
+
+
+def test_a_second_variable_specificity_is_fitted_when_the_runs_span_it():
+    """Bases as specific as the VIP ones, and bases that escalate any founder (E / E_other 30x lower) and learn
+    10x slower at the same E: E alone cannot fit both, E and E / E_other can."""
+    rng = random.Random(3)
+    points = []
+    for e in (1.0, 2.0, 4.0):
+        for s in (42, 43):
+            for spec, slow in ((10.0, 0.0), (1 / 3, 1.0)):
+                steps = 10 ** (2.0 - math.log10(e) + slow + rng.gauss(0, 0.03))
+                points.append({"run": f"e{e}-r{spec:.2f}-s{s}", "e_vip": e, "e_other": e / spec, "held_out": False,
+                               "max_step": 9600, "steps": {"50%": round(steps)}})
+    alone = discovery.fit(points, 0.5)
+    both = discovery.fit(points, 0.5, specificity=True)
+    assert both["fitted"] and both["r2"] > 0.95 > alone["r2"]
+    assert both["c_ci95"][0] < -1 / math.log10(30) < both["c_ci95"][1]  # 10x slower over 1.48 decades
+    assert both["b_ci95"][0] < -1.0 < both["b_ci95"][1]
+    fast = discovery.predict_one(both, 2.0, 9600, e_other=2.0 / 10)
+    slow = discovery.predict_one(both, 2.0, 9600, e_other=2.0 * 3)
+    assert 30 < fast["steps"] < 70 and 300 < slow["steps"] < 700
+    assert discovery.predict_one(both, 2.0, 9600)["steps"] is None  # it needs E_other
+    assert discovery.predict_one(both, 2.0, 9600, e_other=2.0 * 100)["outside_law"]  # less specific than any run
+    narrow = discovery.fit([p for p in points if p["e_other"] < p["e_vip"]], 0.5, specificity=True)
+    assert not narrow["fitted"] and "half a decade" in narrow["why"]

@@ -49,9 +49,11 @@ def discovery_point(curve: Sequence[dict[str, Any]], mr_curve: Sequence[dict[str
     return None
 
 
-def fit(points: Sequence[dict[str, Any]], level: float) -> dict[str, Any]:
-    """OLS of log10(steps to `level`) on log10(expected VIP escalations per step), over the runs that reached
-    it (each point: {"run", "e_vip", "steps": {level name: int | None}}). Needs 3 runs at 2 distinct E."""
+def fit(points: Sequence[dict[str, Any]], level: float, specificity: bool = False) -> dict[str, Any]:
+    """OLS of log10(steps to `level`) on log10(E), the expected VIP escalations sampled per step, and with
+    `specificity` also on log10(E / E_other), over the runs that reached it (each point: {"run", "e_vip",
+    "e_other", "steps": {level name: int | None}}). E alone needs 3 runs at 2 distinct E; with specificity, 5
+    runs whose E / E_other spans at least half a decade."""
     import numpy as np
     import statsmodels.api as sm
 
@@ -59,22 +61,30 @@ def fit(points: Sequence[dict[str, Any]], level: float) -> dict[str, Any]:
     # A base already at the level before any RL step (greedy validation at step 0) has nothing to discover:
     # it is reported, not fitted (log10 0 has no place on the line).
     at_start = [p["run"] for p in points if p["steps"].get(name) == 0]
-    reached = [p for p in points if p["steps"].get(name) and p["e_vip"] and p["e_vip"] > 0]
+    reached = [p for p in points if p["steps"].get(name) and p["e_vip"] and p["e_vip"] > 0
+               and (not specificity or ratio(p) is not None)]
     xs = [math.log10(p["e_vip"]) for p in reached]
     out: dict[str, Any] = {"level": level, "name": name, "n": len(reached), "runs": [p["run"] for p in reached],
                            "not_reached": [p["run"] for p in points if p["steps"].get(name) is None],
-                           "at_start": at_start}
-    if len(reached) < 3 or len(set(round(x, 6) for x in xs)) < 2:
-        return out | {"fitted": False, "why": f"{len(reached)} runs reached {name}, at "
-                      f"{len(set(round(x, 6) for x in xs))} distinct E: a line needs 3 runs at 2 or more"}
+                           "at_start": at_start, "variables": ["log10_e", *(["log10_ratio"] if specificity else [])]}
+    distinct = len(set(round(x, 6) for x in xs))
+    if len(reached) < 3 or distinct < 2:
+        return out | {"fitted": False, "why": f"{len(reached)} runs reached {name}, at {distinct} distinct E: a "
+                                              f"line needs 3 runs at 2 or more"}
+    columns = [xs]
+    if specificity:
+        rs = [ratio(p) for p in reached]
+        if len(reached) < 5 or max(rs) - min(rs) < 0.5:
+            return out | {"fitted": False, "why": f"{len(reached)} runs reached {name}, their E / E_other spans "
+                                                  f"{max(rs) - min(rs):.2f} decades: a second variable needs 5 "
+                                                  f"runs over half a decade or more"}
+        columns.append(rs)
     y = np.array([math.log10(p["steps"][name]) for p in reached])
-    X = sm.add_constant(np.array(xs))
-    res = sm.OLS(y, X).fit()
+    res = sm.OLS(y, sm.add_constant(np.array(columns).T)).fit()
     ci = res.conf_int(0.05)
-    return out | {
+    coef = {k: float(v) for k, v in zip("abc", res.params)}
+    return out | coef | {f"{k}_ci95": [float(ci[i][0]), float(ci[i][1])] for i, k in enumerate("abc"[:len(coef)])} | {
         "fitted": True,
-        "a": float(res.params[0]), "b": float(res.params[1]),
-        "a_ci95": [float(ci[0][0]), float(ci[0][1])], "b_ci95": [float(ci[1][0]), float(ci[1][1])],
         "cov": [[float(v) for v in row] for row in res.cov_params()],
         "scale": float(res.scale), "df_resid": float(res.df_resid), "r2": float(res.rsquared),
         "log10_e_range": [min(xs), max(xs)],
@@ -114,9 +124,12 @@ def predict_one(law: dict[str, Any], e_vip: float, budget: int, e_other: float |
                         f"every run it was fitted on ({10 ** domain[0]:.3g} and up); bases like it are in the "
                         f"study's report"}
     x = math.log10(e_vip)
-    mean = law["a"] + law["b"] * x
-    cov = law["cov"]
-    var_mean = cov[0][0] + 2 * x * cov[0][1] + x * x * cov[1][1]
+    if "log10_ratio" in law.get("variables", []) and r is None:
+        return {"steps": None, "low": None, "high": None, "within_budget": None,
+                "text": "no prediction: this law needs E_other (MANUAL_REVIEW samples per step on the other prompts)"}
+    v = [1.0, x, *([r] if "log10_ratio" in law.get("variables", []) else [])]
+    mean = sum(c * vi for c, vi in zip((law["a"], law["b"], law.get("c")), v))
+    var_mean = sum(v[i] * law["cov"][i][j] * v[j] for i in range(len(v)) for j in range(len(v)))
     half = float(stats.t.ppf(0.975, law["df_resid"])) * math.sqrt(var_mean + law["scale"])
     steps, low, high = (10 ** v for v in (mean, mean - half, mean + half))
     lo_e, hi_e = law["log10_e_range"]
@@ -210,15 +223,19 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
 
     not_run = [r["run"] for r in records if r.get("not_run")]
     points = [p for r in records if not r.get("not_run") and (p := run_point(r, DISCOVERY_HELD_OUT_SEEDS))]
-    fits = {level_name(lv): fit(points, lv) for lv in LEVELS}
+    fits_e = {level_name(lv): fit(points, lv) for lv in LEVELS}
+    fits_specific = {level_name(lv): fit(points, lv, specificity=True) for lv in LEVELS}
+    # The law per level: E and specificity where the runs that reached it span enough specificity, else E.
+    use_specific = {level_name(lv): bool(fits_specific[level_name(lv)].get("fitted")) for lv in LEVELS}
+    fits = {k: fits_specific[k] if use_specific[k] else fits_e[k] for k in fits_e}
     seen = [p for p in points if not p["held_out"]]
     held = [p for p in points if p["held_out"]]
-    check_fits = {level_name(lv): fit(seen, lv) for lv in LEVELS}
+    check_fits = {level_name(lv): fit(seen, lv, specificity=use_specific[level_name(lv)]) for lv in LEVELS}
     checked = check(check_fits, held)
     # The law on E alone, applied to every run that did not reach a level: a prediction inside the steps it
     # ran says E alone is not enough (the specificity, E / E_other, is the candidate second variable).
     unexplained = []
-    for name, f in fits.items():
+    for name, f in fits_e.items():
         if not f.get("fitted"):
             continue
         for p in points:
@@ -256,7 +273,8 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
         for t in sorted({p["temperature"] for p in points}):
             rs = [f["residuals"][p["run"]] for p in points if p["temperature"] == t and p["run"] in f["residuals"]]
             by_temperature.append({"level": name, "temperature": t, **mean_interval(rs)})
-    return {"points": points, "fits": fits, "check_fits": check_fits, "check": checked, "unexplained": unexplained,
+    return {"points": points, "fits": fits, "fits_e": fits_e, "fits_specific": fits_specific,
+            "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "residual_by_temperature": by_temperature,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
             "cells": cells, "grid": grid, "not_run": not_run, "budget": budget,
@@ -302,8 +320,9 @@ def geometric_summary(xs: Sequence[float]) -> dict[str, Any]:
 
 def law_file(results_: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """What `fincorp probe` predicts with (reports/studies/discovery/law.json)."""
-    return {"form": "log10(steps to level) = a + b * log10(E), E = expected MANUAL_REVIEW completions sampled "
-                    "per optimizer step on rule prompts (probe)",
+    return {"form": "log10(steps to level) = a + b * log10(E) [+ c * log10(E / E_other)], E (E_other) = expected "
+                    "MANUAL_REVIEW completions sampled per optimizer step on rule (other) prompts (probe); "
+                    "`variables` per level says which",
             "fits": results_["fits"], "study_commit": meta.get("baseline_commit"), "command": meta.get("command"),
             "runs": len(results_["points"])}
 
@@ -380,15 +399,19 @@ def render(results_: dict[str, Any]) -> list[str]:
              "VIP accuracy at or above it. OLS of log10(steps) on log10(E) over every run that reached the level "
              "(seeds are replicates; 95% intervals from the t distribution).", ""]
     rows = []
-    for name, f in results_["fits"].items():
-        if f.get("fitted"):
-            rows.append([name, f["n"], f"{f['a']:.3f} [{f['a_ci95'][0]:.3f}, {f['a_ci95'][1]:.3f}]",
-                         f"{f['b']:.3f} [{f['b_ci95'][0]:.3f}, {f['b_ci95'][1]:.3f}]", f"{f['r2']:.2f}",
-                         f"{math.sqrt(f['scale']):.3f}", ", ".join(f["not_reached"]) or "none",
-                         ", ".join(f["at_start"]) or "none"])
-        else:
-            rows.append([name, f["n"], "n/a", "n/a", "n/a", "n/a", f.get("why"), ", ".join(f["at_start"]) or "none"])
-    lines += table(["level", "runs fitted", "a [95% CI]", "b [95% CI]", "R^2", "residual sd (log10 steps)",
+    for kind, fits_ in (("E", results_["fits_e"]), ("E, E / E_other", results_["fits_specific"])):
+        for name, f in fits_.items():
+            used = "yes" if results_["fits"][name] is f or results_["fits"][name] == f else ""
+            if f.get("fitted"):
+                coef = [f"{f[k]:.3f} [{f[k + '_ci95'][0]:.3f}, {f[k + '_ci95'][1]:.3f}]" for k in "abc" if k in f]
+                rows.append([name, kind, used, f["n"], *coef, *(["—"] if len(coef) == 2 else []), f"{f['r2']:.2f}",
+                             f"{math.sqrt(f['scale']):.3f}", ", ".join(f["not_reached"]) or "none",
+                             ", ".join(f["at_start"]) or "none"])
+            else:
+                rows.append([name, kind, used, f["n"], "n/a", "n/a", "n/a", "n/a", "n/a", f.get("why"),
+                             ", ".join(f["at_start"]) or "none"])
+    lines += table(["level", "variables", "the law", "runs fitted", "a [95% CI]", "b (log10 E) [95% CI]",
+                    "c (log10 E / E_other) [95% CI]", "R^2", "residual sd (log10 steps)",
                     "runs that did not reach it", "runs already there at step 0 (not fitted)"], rows)
     s = results_["samples_to_50"]
     lines += ["", f"MANUAL_REVIEW completions sampled on rule prompts before 50% validation VIP accuracy: geometric "
