@@ -128,6 +128,7 @@ def test_the_study_report_fits_checks_draws_and_writes_the_law(tmp_path):
     assert [(r["level"], r["temperature"], r["n"]) for r in rows] == [("50%", 1.0, 12), ("90%", 1.0, 9)]  # vip-a: 90% past 960
     assert all(abs(r["mean"]) < 1e-9 and r["ci95_low"] < 0 < r["ci95_high"] for r in rows)
     assert {(x["run"], x["level"]) for x in results["unexplained"]} == {("mr-t1.0-s42", "50%"), ("mr-t1.0-s42", "90%")}
+    assert "mr-t1.0-s42" not in results["fits_e"]["50%"]["not_reached"]  # E < E_other: not in E's law
     outside = discovery.predict({"fits": results["fits"]}, 3.2, 64 * 0.75 * 0.2, 960)  # what the probe says of it
     assert all(v["outside_law"] and v["text"].startswith("outside the law") for v in outside.values())
     inside = discovery.predict({"fits": results["fits"]}, 3.2, 64 * 0.75 * 0.2 / 30, 960)
@@ -288,4 +289,4 @@ def test_a_second_variable_specificity_is_fitted_when_the_runs_span_it():
     assert discovery.predict_one(both, 2.0, 9600)["steps"] is None  # it needs E_other
     assert discovery.predict_one(both, 2.0, 9600, e_other=2.0 * 100)["outside_law"]  # less specific than any run
     narrow = discovery.fit([p for p in points if p["e_other"] < p["e_vip"]], 0.5, specificity=True)
-    assert not narrow["fitted"] and "half a decade" in narrow["why"]
+    assert not narrow["fitted"] and "needs 3 of each" in narrow["why"]

@@ -53,7 +53,7 @@ def fit(points: Sequence[dict[str, Any]], level: float, specificity: bool = Fals
     """OLS of log10(steps to `level`) on log10(E), the expected VIP escalations sampled per step, and with
     `specificity` also on log10(E / E_other), over the runs that reached it (each point: {"run", "e_vip",
     "e_other", "steps": {level name: int | None}}). E alone needs 3 runs at 2 distinct E; with specificity, 5
-    runs whose E / E_other spans at least half a decade."""
+    runs on each side of E = E_other."""
     import numpy as np
     import statsmodels.api as sm
 
@@ -74,10 +74,12 @@ def fit(points: Sequence[dict[str, Any]], level: float, specificity: bool = Fals
     columns = [xs]
     if specificity:
         rs = [ratio(p) for p in reached]
-        if len(reached) < 5 or max(rs) - min(rs) < 0.5:
-            return out | {"fitted": False, "why": f"{len(reached)} runs reached {name}, their E / E_other spans "
-                                                  f"{max(rs) - min(rs):.2f} decades: a second variable needs 5 "
-                                                  f"runs over half a decade or more"}
+        below, above = sum(r < 0 for r in rs), sum(r >= 0 for r in rs)
+        if below < 3 or above < 3:
+            return out | {"fitted": False, "why": f"of the {len(reached)} runs that reached {name}, {below} sample "
+                                                  f"MANUAL_REVIEW less often where it is rewarded than where it is "
+                                                  f"penalised (E < E_other) and {above} more: a second variable "
+                                                  f"needs 3 of each"}
         columns.append(rs)
     y = np.array([math.log10(p["steps"][name]) for p in reached])
     res = sm.OLS(y, sm.add_constant(np.array(columns).T)).fit()
@@ -223,7 +225,10 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
 
     not_run = [r["run"] for r in records if r.get("not_run")]
     points = [p for r in records if not r.get("not_run") and (p := run_point(r, DISCOVERY_HELD_OUT_SEEDS))]
-    fits_e = {level_name(lv): fit(points, lv) for lv in LEVELS}
+    # E alone describes the specific bases: those that sample MANUAL_REVIEW more often where it is rewarded
+    # than where it is penalised (E >= E_other); the others are checked against it below.
+    specific = [p for p in points if ratio(p) is None or ratio(p) >= 0]
+    fits_e = {level_name(lv): fit(specific, lv) for lv in LEVELS}
     fits_specific = {level_name(lv): fit(points, lv, specificity=True) for lv in LEVELS}
     # The law per level: E and specificity where the runs that reached it span enough specificity, else E.
     use_specific = {level_name(lv): bool(fits_specific[level_name(lv)].get("fitted")) for lv in LEVELS}
@@ -232,19 +237,22 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     held = [p for p in points if p["held_out"]]
     check_fits = {level_name(lv): fit(seen, lv, specificity=use_specific[level_name(lv)]) for lv in LEVELS}
     checked = check(check_fits, held)
-    # The law on E alone, applied to every run that did not reach a level: a prediction inside the steps it
-    # ran says E alone is not enough (the specificity, E / E_other, is the candidate second variable).
+    # The law on E alone, applied to every run it was not fitted on (E < E_other) and to every run that did not
+    # reach a level: a run that took longer than the top of the 95% prediction interval (or never got there
+    # within steps past it) is one E alone does not explain.
     unexplained = []
     for name, f in fits_e.items():
         if not f.get("fitted"):
             continue
         for p in points:
-            if p["steps"].get(name) is None:
-                e_only = predict_one(f, p["e_vip"], p["max_step"])
-                if e_only["high"] is not None and e_only["high"] < p["max_step"]:
-                    unexplained.append({"run": p["run"], "level": name, "e_vip": p["e_vip"], "ratio": ratio(p),
-                                        "ran_steps": p["max_step"], "predicted": e_only["steps"],
-                                        "high": e_only["high"]})
+            measured = p["steps"].get(name)
+            if p["run"] in f["runs"] or measured == 0:
+                continue
+            e_only = predict_one(f, p["e_vip"], p["max_step"])
+            if e_only["high"] is not None and (measured or p["max_step"]) > e_only["high"]:
+                unexplained.append({"run": p["run"], "level": name, "e_vip": p["e_vip"], "ratio": ratio(p),
+                                    "measured": measured, "ran_steps": p["max_step"], "predicted": e_only["steps"],
+                                    "high": e_only["high"]})
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for p in points:
         groups.setdefault((p["base"], p["temperature"]), []).append(p)
@@ -428,14 +436,16 @@ def render(results_: dict[str, Any]) -> list[str]:
                      for r in results_["residual_by_temperature"]])
               if results_["residual_by_temperature"] else ["No fit yet."])
     lines += ["", "## Where E alone fails", "",
-              "Runs that did not reach a level although the law on E alone puts even the top of its 95% prediction "
-              "interval inside the steps they ran. E / E_other: MANUAL_REVIEW samples per step on rule prompts "
-              "(rewarded) per sample on the others (penalised). `fincorp probe` gives no number for a base less "
-              "specific than every run the law was fitted on.", ""]
-    lines += (table(["run", "level", "E", "E / E_other", "steps run", "law on E alone (upper 95%)"],
+              "The law on E alone is fitted on the specific bases (E >= E_other: MANUAL_REVIEW sampled more often per "
+              "step where it is rewarded than where it is penalised). Listed: every other run, and every run that "
+              "did not reach a level, that took longer than the top of that law's 95% prediction interval. "
+              "`fincorp probe` gives no number for a base less specific than every run the law was fitted on.", ""]
+    lines += (table(["run", "level", "E", "E / E_other", "steps to the level", "steps run",
+                     "law on E alone (upper 95%)"],
                     [[u["run"], u["level"], n(u["e_vip"]), "n/a" if u["ratio"] is None else n(10 ** u["ratio"]),
-                      u["ran_steps"], f"{u['predicted']:.0f} ({u['high']:.0f})"] for u in results_["unexplained"]])
-              if results_["unexplained"] else ["None: every run that did not reach a level is consistent with E alone."])
+                      steps(u["measured"]), u["ran_steps"], f"{u['predicted']:.0f} ({u['high']:.0f})"]
+                     for u in results_["unexplained"]])
+              if results_["unexplained"] else ["None: every run is consistent with E alone."])
     lines += ["", "## Prediction check (held-out seeds, fit without them)", "",
               f"Inside the 95% prediction interval: {results_['check_inside']} of {results_['check_n']}.", ""]
     lines += table(["run", "level", "E", "measured steps", "predicted", "95% prediction interval", "inside"],
