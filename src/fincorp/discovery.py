@@ -272,7 +272,8 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "samples": {k: [p["samples"][k] for p in ps] for k in fits},
             "mean_curve": mean_curve})
     # Rewarded escalations GRPO sampled before discovery: if the law is steps ~ N / E, N is about constant.
-    n50 = [p["samples"]["50%"] for p in points if p["samples"]["50%"] is not None]
+    n50 = [p["samples"]["50%"] for p in specific if p["samples"]["50%"] is not None]
+    n50_other = [p["samples"]["50%"] for p in points if p not in specific and p["samples"]["50%"] is not None]
     # Does the law differ between sampling temperatures? The residuals of the one fit, per temperature.
     by_temperature = []
     for name, f in fits.items():
@@ -286,7 +287,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "residual_by_temperature": by_temperature,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
             "cells": cells, "grid": grid, "not_run": not_run, "budget": budget,
-            "samples_to_50": geometric_summary(n50)}
+            "samples_to_50": geometric_summary(n50), "samples_to_50_other": geometric_summary(n50_other)}
 
 
 def mean_interval(xs: Sequence[float]) -> dict[str, Any]:
@@ -422,9 +423,11 @@ def render(results_: dict[str, Any]) -> list[str]:
                     "c (log10 E / E_other) [95% CI]", "R^2", "residual sd (log10 steps)",
                     "runs that did not reach it", "runs already there at step 0 (not fitted)"], rows)
     s = results_["samples_to_50"]
-    lines += ["", f"MANUAL_REVIEW completions sampled on rule prompts before 50% validation VIP accuracy: geometric "
-              f"mean {n(s['geometric_mean'])} [95% CI {n(s['ci95_low'])}, {n(s['ci95_high'])}] over {s['n']} runs "
-              f"(min {n(s['min'])}, max {n(s['max'])}).", ""]
+    o = results_["samples_to_50_other"]
+    lines += ["", f"MANUAL_REVIEW completions sampled on rule prompts before 50% validation VIP accuracy, specific "
+              f"bases (E >= E_other): geometric mean {n(s['geometric_mean'])} [95% CI {n(s['ci95_low'])}, "
+              f"{n(s['ci95_high'])}] over {s['n']} runs (min {n(s['min'])}, max {n(s['max'])}); the others: "
+              f"{n(o['geometric_mean'])} over {o['n']} runs (min {n(o['min'])}, max {n(o['max'])}).", ""]
     lines += ["## One law for both temperatures?", "",
               "Residuals of the fit (log10 steps: measured minus law) by the run's sampling temperature; an interval "
               "away from 0 says the temperature matters beyond what it does to E.", ""]
