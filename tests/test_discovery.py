@@ -86,6 +86,8 @@ def test_fit_refuses_too_few_runs_and_predict_says_not_within_the_budget():
     assert not ok["extrapolated"] and "prediction interval" in ok["text"]
     rare = discovery.predict_one(law, 1e-3, 960)  # 400 000 steps: far past any budget, and an extrapolation
     assert not rare["within_budget"] and rare["extrapolated"] and rare["text"].startswith("not within the budget")
+    never = discovery.predict_one(dict(law, samples_min=50), 1e-11, 960)  # the default base: ~1e-8 samples
+    assert not never["within_budget"] and "fewer than any run" in never["text"]
     zero = discovery.predict_one(law, 0.0, 960)
     assert zero["steps"] is None and "E = 0" in zero["text"]
 

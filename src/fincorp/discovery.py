@@ -92,6 +92,9 @@ def fit(points: Sequence[dict[str, Any]], level: float, specificity: bool = Fals
         "log10_e_range": [min(xs), max(xs)],
         # rewarded / penalised escalations per step (E / E_other) of the fitted runs: the law's domain
         "log10_ratio_range": ratio_range(reached),
+        # the fewest rewarded escalations (MANUAL_REVIEW sampled on rule prompts) any fitted run had sampled
+        # when it reached the level
+        "samples_min": min((p["samples"][name] for p in reached if (p.get("samples") or {}).get(name)), default=None),
         "residuals": {p["run"]: float(r) for p, r in zip(reached, res.resid)},
     }
 
@@ -119,6 +122,12 @@ def predict_one(law: dict[str, Any], e_vip: float, budget: int, e_other: float |
     if not e_vip or e_vip <= 0:
         return {"steps": None, "low": None, "high": None, "within_budget": False,
                 "text": f"not within the budget: GRPO samples no MANUAL_REVIEW on rule prompts (E = 0)"}
+    few = law.get("samples_min")
+    if few and e_vip * budget < few:
+        return {"steps": None, "low": None, "high": None, "within_budget": False,
+                "text": f"not within the budget: GRPO would sample MANUAL_REVIEW on rule prompts {e_vip * budget:.3g} "
+                        f"times in its {budget} steps, fewer than any run of the study had sampled when it reached "
+                        f"this level ({few:.0f})"}
     r, domain = ratio({"e_vip": e_vip, "e_other": e_other}), law.get("log10_ratio_range")
     if r is not None and domain is not None and r < domain[0] - 1e-9:
         return {"steps": None, "low": None, "high": None, "within_budget": None, "outside_law": True,
