@@ -5,10 +5,11 @@ Pure functions over the study's run records (study.py reads them from the experi
     discovery_point(curve, mr_curve, level)  the first validation point with VIP accuracy >= level: its
                                              optimizer step and the MANUAL_REVIEW completions GRPO had
                                              sampled on VIP prompts by then (None: not within the budget)
-    fit(points, level)                       log10(steps to level) = a + b * log10(expected VIP
-                                             escalations sampled per step), OLS over every run (seeds are
-                                             replicates) that reached the level; coefficients with 95%
-                                             intervals, and what a prediction interval needs
+    fit(points, level[, specificity])        log10(steps to level) = a + b * log10(E) [+ c * log10(E / E_other)],
+                                             E (E_other) the MANUAL_REVIEW samples expected per step on rule
+                                             (other) prompts; OLS over every run (seeds are replicates) that
+                                             reached the level; coefficients with 95% intervals, and what a
+                                             prediction interval needs
     predict(law, e_vip, e_other, budget)     steps to each level for a base the fit did not see, with its
                                              95% prediction interval, or "not within the budget"
 
@@ -318,22 +319,12 @@ def statistics_mean(xs: Sequence[float | None]) -> float | None:
 
 
 def geometric_summary(xs: Sequence[float]) -> dict[str, Any]:
-    """n, geometric mean and its 95% t-interval (on log10), min, max of positive counts."""
-    from scipy import stats
-
+    """n, geometric mean and its 95% t-interval (mean_interval of log10), min, max of positive counts."""
     xs = [x for x in xs if x and x > 0]
-    out: dict[str, Any] = {"n": len(xs), "geometric_mean": None, "ci95_low": None, "ci95_high": None,
-                           "min": min(xs) if xs else None, "max": max(xs) if xs else None}
-    if not xs:
-        return out
-    logs = [math.log10(x) for x in xs]
-    mean = sum(logs) / len(logs)
-    out["geometric_mean"] = 10 ** mean
-    if len(logs) >= 2:
-        sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (len(logs) - 1))
-        half = float(stats.t.ppf(0.975, len(logs) - 1)) * sd / math.sqrt(len(logs))
-        out |= {"ci95_low": 10 ** (mean - half), "ci95_high": 10 ** (mean + half)}
-    return out
+    m = mean_interval([math.log10(x) for x in xs])
+    return {"n": len(xs), **{k: None if m[v] is None else 10 ** m[v] for k, v in
+                             (("geometric_mean", "mean"), ("ci95_low", "ci95_low"), ("ci95_high", "ci95_high"))},
+            "min": min(xs) if xs else None, "max": max(xs) if xs else None}
 
 
 def law_file(results_: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
