@@ -169,7 +169,7 @@ def check(law_fits: dict[str, dict[str, Any]], held_out: Sequence[dict[str, Any]
     rows = []
     for p in held_out:
         for name, f in law_fits.items():
-            pred = predict_one(f, p["e_vip"], p["max_step"], p.get("e_other"))
+            pred = predict_one(f, p["e_vip"], p.get("budget") or p["max_step"], p.get("e_other"))
             measured = p["steps"].get(name)
             if measured == 0 or pred.get("outside_law"):  # there before RL, or outside the law's domain
                 inside = None
@@ -245,7 +245,9 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     fits = {k: fits_specific[k] if use_specific[k] else fits_e[k] for k in fits_e}
     seen = [p for p in points if not p["held_out"]]
     held = [p for p in points if p["held_out"]]
-    check_fits = {level_name(lv): fit(seen, lv, specificity=use_specific[level_name(lv)]) for lv in LEVELS}
+    # the check refits exactly the law above (the same runs), without the held-out seed
+    check_fits = {level_name(lv): fit(seen if use_specific[level_name(lv)] else [p for p in seen if p in specific],
+                                      lv, specificity=use_specific[level_name(lv)]) for lv in LEVELS}
     checked = check(check_fits, held)
     # The law on E alone, applied to every run it was not fitted on (E < E_other) and to every run that did not
     # reach a level: a run that took longer than the top of the 95% prediction interval (or never got there
