@@ -292,3 +292,58 @@ def test_a_second_variable_specificity_is_fitted_when_the_runs_span_it():
     assert discovery.predict_one(both, 2.0, 9600, e_other=2.0 * 100)["outside_law"]  # less specific than any run
     narrow = discovery.fit([p for p in points if p["e_other"] < p["e_vip"]], 0.5, specificity=True)
     assert not narrow["fitted"] and "needs 3 of each" in narrow["why"]
+
+
+def records_from_law(bases: dict[str, tuple[float, float]], law, seeds=(42, 43, 44), noise: float = 0.03,
+                     rng_seed: int = 5) -> list[dict]:
+    """Study records for bases {name: (P(MR | rule), P(MR | other))} whose steps to 50% follow law(E, E_other)."""
+    rng, records = random.Random(rng_seed), []
+    for base, (p_vip, p_other) in bases.items():
+        for seed in seeds:
+            steps = 10 ** (law(64 * 0.25 * p_vip, 64 * 0.75 * p_other) + rng.gauss(0, noise))
+            records.append(discovery_record(f"{base}-t1.0-s{seed}", seed, 1.0, p_vip, steps, p_other=p_other))
+    return records
+
+
+def test_leave_one_base_out_predicts_each_base_without_its_own_runs(tmp_path):
+    from fincorp import study_report
+
+    # equally specific bases (a base less specific than every run left in the fit would get no number)
+    bases = {f"vip-{x}": (p, p / 30) for x, p in zip("abcd", (0.05, 0.1, 0.2, 0.4))}
+    records = records_from_law(bases, lambda e, o: 2.6 - math.log10(e))
+    first = study_report.write(tmp_path / "a", "discovery", records, {})
+    # the same study with vip-c's runs three times slower: its own left-out predictions cannot move
+    slower = [r if not r["run"].startswith("vip-c") else discovery_record(
+        r["run"], r["params"]["seed"], 1.0, 0.2, 3 * 10 ** (2.6 - math.log10(3.2)), p_other=0.2 / 30) for r in records]
+    second = study_report.write(tmp_path / "b", "discovery", slower, {})
+
+    def predicted(results, base):
+        return [(row["run"], row["level"], row["predicted"]) for row in results["check_by_base"] if row["base"] == base]
+
+    assert predicted(first, "vip-c") and predicted(first, "vip-c") == predicted(second, "vip-c")
+    assert predicted(first, "vip-a") != predicted(second, "vip-a")  # vip-c's runs are in vip-a's fit
+    assert first["fits"]["50%"]["b"] != second["fits"]["50%"]["b"]
+    assert first["law_choice"] == {"50%": "E", "90%": "E"}  # no run below E = E_other: no second candidate
+    assert "## Which law: leave one base out" in (tmp_path / "a/results.md").read_text()
+
+
+def test_the_second_variable_becomes_the_law_only_where_it_predicts_unseen_bases_better(tmp_path):
+    from fincorp import study_report
+
+    # Truth with specificity: steps fall 10x per decade of E / E_other, bases spread over it on both sides.
+    spread = {"vip-a": (0.05, 0.0006), "vip-b": (0.1, 0.01), "vip-c": (0.2, 0.0067), "vip-d": (0.4, 0.09),
+              "mr-a": (0.1, 0.11), "mr-b": (0.3, 0.2)}
+    both = study_report.write(tmp_path / "a", "discovery",
+                              records_from_law(spread, lambda e, o: 2.3 - 0.5 * math.log10(e) - math.log10(e / o)), {})
+    assert both["law_choice"]["50%"] == "E, E / E_other" and both["fits"]["50%"]["variables"][-1] == "log10_ratio"
+    loo = {c["variables"]: c for c in both["leave_one_base_out"] if c["level"] == "50%"}
+    assert loo["E, E / E_other"]["mean_abs_log10_error"] < loo["E"]["mean_abs_log10_error"]
+    # Truth on E alone for the specific bases (whatever their E / E_other); escalating any founder is 10x slower
+    # than E says. The second variable fits the slow bases but misleads on specific bases it did not see.
+    alone = {"vip-a": (0.05, 0.0006), "vip-b": (0.1, 0.01), "vip-c": (0.2, 0.0067), "vip-d": (0.4, 0.09),
+             "mr-a": (0.2, 0.3), "mr-b": (0.4, 0.5)}
+    e_only = study_report.write(tmp_path / "b", "discovery", records_from_law(
+        alone, lambda e, o: 1.9 - math.log10(e) + (1.0 if o > e else 0.0)), {})
+    assert e_only["fits_specific"]["50%"]["fitted"] and e_only["law_choice"]["50%"] == "E"
+    loo = {c["variables"]: c for c in e_only["leave_one_base_out"] if c["level"] == "50%"}
+    assert loo["E"]["mean_abs_log10_error"] < loo["E, E / E_other"]["mean_abs_log10_error"]

@@ -106,12 +106,13 @@ def test_collect_reads_each_experiment_from_its_own_commit(repo):
     root, base, exps = repo
     spec = study.Study("d", {"exact": {"grpo.reward": "exact"}, "partial": {"grpo.reward": "partial"}},
                        ("eval@grpo",), ("grpo", "hybrid"), ("grpo",))
-    records = study.collect("reward", spec, base, {"exact": 3.0})
+    records = study.collect("reward", spec, base, {"exact": 3.0}, threads="1")
     exact, partial = records
     assert exact["commit"] == exps["exact"] and partial["commit"] == exps["partial"]
     assert exact["params"]["grpo.reward"] == "exact" and partial["params"]["grpo.reward"] == "partial"
     assert exact["params"]["generate.n"] == 800
     assert exact["wall_time_s"] == 3.0 and partial["wall_time_s"] is None
+    assert exact["threads"] == "1" and partial["threads"] is None  # timed now, with these torch threads
     assert list(partial["metrics"]) == ["grpo"]  # hybrid has no metrics file in the experiment
     assert partial["metrics"]["grpo"]["vip_accuracy"]["correct"] == 2  # from eval/grpo.json
     assert exact["metrics"]["grpo"] == metrics(0)  # from metrics/grpo.json, the older layout
@@ -165,10 +166,11 @@ def test_experiments_already_run_on_this_commit_are_kept(repo, monkeypatch, caps
     assert "keeping reward-exact (already run on this commit; --force reruns it)" in capsys.readouterr().out
     assert study.find_experiment("reward-exact", "f" * 40, exact=True) is None
     # A later report keeps the wall time an earlier one measured for the same experiment commit.
-    earlier = {"runs": [{"run": "exact", "commit": exps["exact"], "wall_time_s": 321.0},
-                        {"run": "partial", "commit": "0" * 40, "wall_time_s": 99.0}]}
-    exact, partial = study.collect("reward", spec, base, {}, earlier)
+    earlier = {"runs": [{"run": "exact", "commit": exps["exact"], "wall_time_s": 321.0, "threads": "1"},
+                        {"run": "partial", "commit": "0" * 40, "wall_time_s": 99.0, "threads": "1"}]}
+    exact, partial = study.collect("reward", spec, base, {}, earlier, threads="torch default")
     assert exact["wall_time_s"] == 321.0 and partial["wall_time_s"] is None
+    assert exact["threads"] == "1" and partial["threads"] is None  # a different experiment commit
 
 
 def test_an_experiment_from_an_earlier_commit_is_kept_only_if_it_ran_the_same_code_and_params(

@@ -27,6 +27,9 @@ from typing import Any, Sequence
 LEVELS = (0.5, 0.9)
 
 
+VARIABLES = {("log10_e",): "E", ("log10_e", "log10_ratio"): "E, E / E_other"}
+
+
 def level_name(level: float) -> str:
     return f"{round(100 * level)}%"
 
@@ -53,7 +56,7 @@ def discovery_point(curve: Sequence[dict[str, Any]], mr_curve: Sequence[dict[str
 def fit(points: Sequence[dict[str, Any]], level: float, specificity: bool = False) -> dict[str, Any]:
     """OLS of log10(steps to `level`) on log10(E), the expected VIP escalations sampled per step, and with
     `specificity` also on log10(E / E_other), over the runs that reached it (each point: {"run", "e_vip",
-    "e_other", "steps": {level name: int | None}}). E alone needs 3 runs at 2 distinct E; with specificity, 5
+    "e_other", "steps": {level name: int | None}}). E alone needs 3 runs at 2 distinct E; with specificity, 3
     runs on each side of E = E_other."""
     import numpy as np
     import statsmodels.api as sm
@@ -98,6 +101,13 @@ def fit(points: Sequence[dict[str, Any]], level: float, specificity: bool = Fals
         "samples_min": min((p["samples"][name] for p in reached if (p.get("samples") or {}).get(name)), default=None),
         "residuals": {p["run"]: float(r) for p, r in zip(reached, res.resid)},
     }
+
+
+def log_error(row: dict[str, Any]) -> float | None:
+    """|log10 measured - log10 predicted| of a check row, where the run reached the level after step 0 and
+    the law gave a number."""
+    m, pred = row.get("measured"), row.get("predicted")
+    return abs(math.log10(m) - math.log10(pred)) if m and pred and pred > 0 else None
 
 
 def ratio(p: dict[str, Any]) -> float | None:
@@ -179,7 +189,8 @@ def check(law_fits: dict[str, dict[str, Any]], held_out: Sequence[dict[str, Any]
                 inside = pred["high"] > p["max_step"]
             else:
                 inside = pred["low"] <= measured <= pred["high"]
-            rows.append({"run": p["run"], "level": name, "e_vip": p["e_vip"], "measured": measured,
+            rows.append({"run": p["run"], "level": name, "variables": f.get("variables"), "e_vip": p["e_vip"],
+                         "measured": measured,
                          "ran_steps": p["max_step"], "predicted": pred["steps"], "low": pred["low"],
                          "high": pred["high"], "inside": inside})
     return rows
@@ -232,22 +243,61 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     import numpy as np
 
     from fincorp.study import DISCOVERY_HELD_OUT_SEEDS
+    from fincorp.study_report import across_seeds  # study_report imports this module
 
     not_run = [r["run"] for r in records if r.get("not_run")]
     points = [p for r in records if not r.get("not_run") and (p := run_point(r, DISCOVERY_HELD_OUT_SEEDS))]
     # E alone describes the specific bases: those that sample MANUAL_REVIEW more often where it is rewarded
     # than where it is penalised (E >= E_other); the others are checked against it below.
     specific = [p for p in points if ratio(p) is None or ratio(p) >= 0]
-    fits_e = {level_name(lv): fit(specific, lv) for lv in LEVELS}
-    fits_specific = {level_name(lv): fit(points, lv, specificity=True) for lv in LEVELS}
-    # The law per level: E and specificity where the runs that reached it span enough specificity, else E.
-    use_specific = {level_name(lv): bool(fits_specific[level_name(lv)].get("fitted")) for lv in LEVELS}
-    fits = {k: fits_specific[k] if use_specific[k] else fits_e[k] for k in fits_e}
+    # Two candidate laws per level: E alone on the specific bases, and E with specificity on every run (it
+    # needs 3 runs that reached the level on each side of E = E_other).
+    candidates = {"E": lambda subset, lv: fit([p for p in subset if p in specific], lv),
+                  "E, E / E_other": lambda subset, lv: fit(subset, lv, specificity=True)}
+    fits_e = {level_name(lv): candidates["E"](points, lv) for lv in LEVELS}
+    fits_specific = {level_name(lv): candidates["E, E / E_other"](points, lv) for lv in LEVELS}
+
+    def refit(kind: str, subset: list[dict[str, Any]], lv: float) -> dict[str, Any]:
+        """A candidate refitted on a subset of the runs; where the subset cannot carry the second variable
+        (too few runs on one side of E = E_other), E alone (whose prediction covers the specific bases)."""
+        f = candidates[kind](subset, lv)
+        return f if f.get("fitted") or kind == "E" else candidates["E"](subset, lv)
+
+    # Leave one base out: for each base a candidate was fitted on, the candidate refitted without any of that
+    # base's runs (every seed and temperature) predicts them. The law per level is the candidate whose
+    # predictions of the left-out specific bases are closer (mean |log10 measured - log10 predicted| over the
+    # runs both predict): the second variable must earn its place on bases the fit did not see.
+    loo: dict[str, dict[str, Any]] = {}
+    for lv in LEVELS:
+        name = level_name(lv)
+        for kind, full in (("E", fits_e[name]), ("E, E / E_other", fits_specific[name])):
+            rows = []
+            if full.get("fitted"):
+                for base in sorted({p["base"] for p in points if p["run"] in full["runs"]}):
+                    rest = [p for p in points if p["base"] != base]
+                    rows += [{"base": base, **row} for row in check({name: refit(kind, rest, lv)},
+                                                                   [p for p in points if p["base"] == base])]
+            loo[f"{name} {kind}"] = {"level": name, "variables": kind, "rows": rows}
+    choice = {}
+    for lv in LEVELS:
+        name = level_name(lv)
+        e_rows, s_rows = loo[f"{name} E"]["rows"], loo[f"{name} E, E / E_other"]["rows"]
+        both = {(r["run"]) for r in e_rows if log_error(r) is not None} & {
+            r["run"] for r in s_rows if log_error(r) is not None and r["variables"] == ["log10_e", "log10_ratio"]}
+        for key, rows in ((f"{name} E", e_rows), (f"{name} E, E / E_other", s_rows)):
+            errors = [log_error(r) for r in rows if r["run"] in both]
+            loo[key] |= {"common_runs": len(both), "mean_abs_log10_error": sum(errors) / len(errors) if errors else None,
+                         "inside": sum(1 for r in rows if r["inside"]),
+                         "n": sum(1 for r in rows if r["inside"] is not None)}
+        e_err, s_err = (loo[f"{name} {k}"]["mean_abs_log10_error"] for k in ("E", "E, E / E_other"))
+        choice[name] = "E, E / E_other" if fits_specific[name].get("fitted") and s_err is not None and (
+            e_err is None or s_err < e_err) else "E"
+    fits = {name: fits_specific[name] if choice[name] != "E" else fits_e[name] for name in fits_e}
+    by_base = [row for name in fits for row in loo[f"{name} {choice[name]}"]["rows"]]
     seen = [p for p in points if not p["held_out"]]
     held = [p for p in points if p["held_out"]]
-    # the check refits exactly the law above (the same runs), without the held-out seed
-    check_fits = {level_name(lv): fit(seen if use_specific[level_name(lv)] else [p for p in seen if p in specific],
-                                      lv, specificity=use_specific[level_name(lv)]) for lv in LEVELS}
+    # the held-out seeds' check refits the law above (the same variables), without them
+    check_fits = {level_name(lv): refit(choice[level_name(lv)], seen, lv) for lv in LEVELS}
     checked = check(check_fits, held)
     # The law on E alone, applied to every run it was not fitted on (E < E_other) and to every run that did not
     # reach a level: a run that took longer than the top of the 95% prediction interval (or never got there
@@ -293,26 +343,16 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             continue
         for t in sorted({p["temperature"] for p in points}):
             rs = [f["residuals"][p["run"]] for p in points if p["temperature"] == t and p["run"] in f["residuals"]]
-            by_temperature.append({"level": name, "temperature": t, **mean_interval(rs)})
+            by_temperature.append({"level": name, "temperature": t, **across_seeds(rs)})
     return {"points": points, "fits": fits, "fits_e": fits_e, "fits_specific": fits_specific,
             "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "residual_by_temperature": by_temperature,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
+            "law_choice": choice, "leave_one_base_out": list(loo.values()),
+            "check_by_base": by_base, "check_by_base_inside": sum(1 for c in by_base if c["inside"]),
+            "check_by_base_n": sum(1 for c in by_base if c["inside"] is not None),
             "cells": cells, "grid": grid, "not_run": not_run, "budget": budget,
             "samples_to_50": geometric_summary(n50), "samples_to_50_other": geometric_summary(n50_other)}
-
-
-def mean_interval(xs: Sequence[float]) -> dict[str, Any]:
-    """n, mean and 95% t-interval of the mean (None where n < 2)."""
-    from scipy import stats
-
-    out: dict[str, Any] = {"n": len(xs), "mean": sum(xs) / len(xs) if xs else None, "ci95_low": None,
-                           "ci95_high": None}
-    if len(xs) >= 2:
-        sd = math.sqrt(sum((x - out["mean"]) ** 2 for x in xs) / (len(xs) - 1))
-        half = float(stats.t.ppf(0.975, len(xs) - 1)) * sd / math.sqrt(len(xs))
-        out |= {"ci95_low": out["mean"] - half, "ci95_high": out["mean"] + half}
-    return out
 
 
 def statistics_mean(xs: Sequence[float | None]) -> float | None:
@@ -321,9 +361,12 @@ def statistics_mean(xs: Sequence[float | None]) -> float | None:
 
 
 def geometric_summary(xs: Sequence[float]) -> dict[str, Any]:
-    """n, geometric mean and its 95% t-interval (mean_interval of log10), min, max of positive counts."""
+    """n, geometric mean and its 95% t-interval (the t-interval of the log10 mean), min, max of positive
+    counts."""
+    from fincorp.study_report import across_seeds  # study_report imports this module
+
     xs = [x for x in xs if x and x > 0]
-    m = mean_interval([math.log10(x) for x in xs])
+    m = across_seeds([math.log10(x) for x in xs])
     return {"n": len(xs), **{k: None if m[v] is None else 10 ** m[v] for k, v in
                              (("geometric_mean", "mean"), ("ci95_low", "ci95_low"), ("ci95_high", "ci95_high"))},
             "min": min(xs) if xs else None, "max": max(xs) if xs else None}
@@ -402,6 +445,14 @@ def render(results_: dict[str, Any]) -> list[str]:
     def steps(x: Any) -> str:
         return "not reached" if x is None else str(x)
 
+    def check_table(rows: list[dict[str, Any]]) -> list[str]:
+        return table(["run", "level", "law's variables", "E", "measured steps", "predicted", "95% prediction interval",
+                      "inside"],
+                     [[c["run"], c["level"], VARIABLES.get(tuple(c.get("variables") or ()), "n/a"), n(c["e_vip"]),
+                       steps(c["measured"]) + ("" if c["measured"] is not None else f" (ran {c['ran_steps']})"),
+                       n(c["predicted"], ".0f"), "n/a" if c["low"] is None else f"[{c['low']:.0f}, {c['high']:.0f}]",
+                       {True: "yes", False: "no", None: "n/a"}[c["inside"]]] for c in rows])
+
     lines = ["## The law", "",
              "E = expected MANUAL_REVIEW completions GRPO samples per optimizer step on rule prompts (gold "
              "MANUAL_REVIEW): prompts per step x share of rule prompts x num_generations x P_T(MANUAL_REVIEW | rule "
@@ -410,9 +461,10 @@ def render(results_: dict[str, Any]) -> list[str]:
              "VIP accuracy at or above it. OLS of log10(steps) on log10(E) over every run that reached the level "
              "(seeds are replicates; 95% intervals from the t distribution).", ""]
     rows = []
-    for kind, fits_ in (("E", results_["fits_e"]), ("E, E / E_other", results_["fits_specific"])):
+    for kind, fits_ in ((VARIABLES[("log10_e",)], results_["fits_e"]),
+                        (VARIABLES[("log10_e", "log10_ratio")], results_["fits_specific"])):
         for name, f in fits_.items():
-            used = "yes" if results_["fits"][name] is f or results_["fits"][name] == f else ""
+            used = "yes" if results_["law_choice"][name] == kind else ""
             if f.get("fitted"):
                 coef = [f"{f[k]:.3f} [{f[k + '_ci95'][0]:.3f}, {f[k + '_ci95'][1]:.3f}]" for k in "abc" if k in f]
                 rows.append([name, kind, used, f["n"], *coef, *(["—"] if len(coef) == 2 else []), f"{f['r2']:.2f}",
@@ -453,12 +505,21 @@ def render(results_: dict[str, Any]) -> list[str]:
               if results_["unexplained"] else ["None: every run is consistent with E alone."])
     lines += ["", "## Prediction check (held-out seeds, fit without them)", "",
               f"Inside the 95% prediction interval: {results_['check_inside']} of {results_['check_n']}.", ""]
-    lines += table(["run", "level", "E", "measured steps", "predicted", "95% prediction interval", "inside"],
-                   [[c["run"], c["level"], n(c["e_vip"]), steps(c["measured"]) + ("" if c["measured"] is not None
-                                                                                    else f" (ran {c['ran_steps']})"),
-                     n(c["predicted"], ".0f"),
-                     "n/a" if c["low"] is None else f"[{c['low']:.0f}, {c['high']:.0f}]",
-                     {True: "yes", False: "no", None: "n/a"}[c["inside"]]] for c in results_["check"]])
+    lines += check_table(results_["check"])
+    lines += ["", "## Which law: leave one base out", "",
+              "For each base a candidate law was fitted on, the candidate refitted without that base's runs (every "
+              "seed and temperature) predicts them. Per level the law is the candidate with the smaller mean "
+              "|log10 measured - log10 predicted| over the runs both predict (a base less specific than every run "
+              "left in the fit gets no number). Runs already at a level at step 0 are not predicted.", ""]
+    lines += table(["level", "variables", "runs predicted", "inside the 95% prediction interval",
+                    "runs both predict", "mean abs log10 error there (as a factor)", "the law"],
+                   [[c["level"], c["variables"], c["n"], c["inside"], c["common_runs"],
+                     "n/a" if c["mean_abs_log10_error"] is None else
+                     f"{c['mean_abs_log10_error']:.3f} ({10 ** c['mean_abs_log10_error']:.2f}x)",
+                     "yes" if results_["law_choice"][c["level"]] == c["variables"] else ""]
+                    for c in results_["leave_one_base_out"]])
+    lines += ["", "The law's leave-one-base-out predictions, run by run:", ""]
+    lines += check_table(results_["check_by_base"])
     lines += ["", "## Bases", "",
               "Per base and temperature: the probe's P(MANUAL_REVIEW) on rule and on other training prompts and E "
               "(one base per prior, shared by the seeds: base.seed 42; seed is GRPO's), and each seed's steps to "

@@ -224,11 +224,17 @@ def exp_name(study: str, run: str) -> str:
     return f"{study}-{run}"
 
 
+def experiment_refs(name: str) -> list[tuple[str, str]]:
+    """(ref, commit) of every experiment called `name`, on any baseline, newest first."""
+    refs = git("for-each-ref", "--sort=-committerdate", "--format=%(refname) %(objectname)", "refs/exps/")
+    return [(ref, commit) for ref, commit in (line.split() for line in refs.splitlines())
+            if ref.endswith(f"/{name}")]
+
+
 def find_experiment(name: str, baseline: str, exact: bool = False) -> str | None:
     """Commit of the experiment called `name`: the one based on `baseline` if any, else (unless `exact`)
     the newest of that name."""
-    refs = git("for-each-ref", "--sort=-committerdate", "--format=%(refname) %(objectname)", "refs/exps/")
-    found = [line.split() for line in refs.splitlines() if line.split()[0].endswith(f"/{name}")]
+    found = experiment_refs(name)
     for ref, commit in found:  # refs/exps/<baseline[:2]>/<baseline[2:]>/<name>
         parts = ref.split("/")
         if parts[2] + parts[3] == baseline:
@@ -238,8 +244,7 @@ def find_experiment(name: str, baseline: str, exact: bool = False) -> str | None
 
 def experiments_named(name: str) -> list[str]:
     """Commits of every experiment called `name`, on any baseline, newest first."""
-    refs = git("for-each-ref", "--sort=-committerdate", "--format=%(refname) %(objectname)", "refs/exps/")
-    return [line.split()[1] for line in refs.splitlines() if line.split()[0].endswith(f"/{name}")]
+    return [commit for _, commit in experiment_refs(name)]
 
 
 def dvc_cmd(*args: str) -> list[str]:
@@ -372,9 +377,10 @@ def training_record(commit: str, stage: str) -> dict[str, Any]:
 
 
 def collect(study: str, spec: Study, baseline: str, times: dict[str, float | None],
-            earlier: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One record per run, read from its experiment's commit. A run not timed now keeps the wall time an
-    earlier report (`earlier`, its results.json) measured for the same experiment commit."""
+            earlier: dict[str, Any] | None = None, threads: str | None = None) -> list[dict[str, Any]]:
+    """One record per run, read from its experiment's commit. A run not timed now keeps the wall time (and
+    the torch threads it ran with) an earlier report (`earlier`, its results.json) measured for the same
+    experiment commit; a run timed now ran with `threads`."""
     before = {r["run"]: r for r in (earlier or {}).get("runs", [])}
     records = []
     for run, overrides in spec.runs.items():
@@ -399,6 +405,8 @@ def collect(study: str, spec: Study, baseline: str, times: dict[str, float | Non
             "params": {k: OmegaConf.select(params, k) for k in PARAM_KEYS},
             "wall_time_s": times.get(run) if times.get(run) is not None else (
                 before[run].get("wall_time_s") if before.get(run, {}).get("commit") == commit else None),
+            "threads": threads if times.get(run) is not None else (
+                before[run].get("threads") if before.get(run, {}).get("commit") == commit else None),
             # eval/<m>.json: the full eval record; experiments from before it existed kept it in metrics/.
             "metrics": {m: j for m in spec.models
                         if (j := json_at(commit, f"eval/{m}.json") or json_at(commit, f"metrics/{m}.json")) is not None},
@@ -423,12 +431,13 @@ def run(study: str, n_seeds: int = 5, queue: bool = False, collect_only: bool = 
 
     def report(times: dict[str, float | None], wall_time_s: float | None) -> None:
         previous = Path(out_dir) / study / "results.json"
+        threads = os.environ.get("OMP_NUM_THREADS", "torch default")
         records = collect(study, spec, baseline, times,
-                          json.loads(previous.read_text()) if previous.is_file() else None)
+                          json.loads(previous.read_text()) if previous.is_file() else None, threads)
         from fincorp import study_report
 
         meta = {"study": study, "description": spec.description, "command": command, "baseline_commit": baseline,
-                "wall_time_s": wall_time_s, "threads": os.environ.get("OMP_NUM_THREADS", "torch default")}
+                "wall_time_s": wall_time_s, "threads": threads}
         study_report.write(Path(out_dir) / study, study, records, meta)
         print(f"study {study}: {len(records)} runs -> {Path(out_dir) / study}/results.md", flush=True)
 

@@ -642,10 +642,10 @@ def render_markdown(results: dict[str, Any]) -> str:
              "Accuracy cells: correct/n = % [95% Wilson interval, %]. Missing values: n/a.", ""]
     lines += STUDY[results["study"]][2](results)
     lines += ["", "## Runs", ""]
-    lines += table(["run", "experiment", "commit", "overrides", "wall time (s)"],
+    lines += table(["run", "experiment", "commit", "overrides", "wall time (s)", "torch threads"],
                    [[r["run"], r.get("experiment") or NA, (r.get("commit") or NA)[:12],
-                     overrides_text(r.get("overrides")), "not run" if r.get("not_run") else wall(r.get("wall_time_s"))]
-                    for r in results["runs"]])
+                     overrides_text(r.get("overrides")), "not run" if r.get("not_run") else wall(r.get("wall_time_s")),
+                     r.get("threads") or NA] for r in results["runs"]])
     lines += ["", "## Figures"]
     for name, status in results["figures"].items():
         lines += ["", f"### {name}", "", f"![{name}]({name})" if status == "written" else status]
