@@ -118,7 +118,13 @@ def test_the_study_report_fits_checks_draws_and_writes_the_law(tmp_path):
     records.append({"run": "default-t1.5-s43", "overrides": {}, "not_run": True})
     # escalates any founder as often: E like the specific bases', never learns within the budget
     records.append(discovery_record("mr-t1.0-s42", 42, 1.0, 0.2, None, p_other=0.2))
+    knob = discovery_record("knob-vip-0.28", 42, 1.0, 0.034, None, p_other=0.032)
+    records.append(knob | {"overrides": {"split.holdout_val": "true", "base.prior.vip_manual_review_share": "0.28"},
+                           "training": {}})  # probed only
     results = study_report.write(tmp_path, "discovery", records, {"baseline_commit": "abc", "command": "c"})
+    assert [k["run"] for k in results["knob"]] == ["knob-vip-0.28"] and "knob-vip-0.28" not in {
+        p["run"] for p in results["points"]}
+    assert results["knob"][0]["by_temperature"]["1"]["p_mr_vip"] == 0.034
     f50 = results["fits"]["50%"]
     # validation every 10 steps rounds each crossing up: b comes out near, not exactly at, -1
     assert f50["fitted"] and f50["n"] == 12 and abs(f50["b"] + 1.0) < 0.15
@@ -141,12 +147,14 @@ def test_the_study_report_fits_checks_draws_and_writes_the_law(tmp_path):
     assert law["fits"]["50%"]["b"] == pytest.approx(f50["b"]) and law["study_commit"] == "abc"
     assert (tmp_path / "discovery.png").is_file()
     md = (tmp_path / "results.md").read_text()
+    assert "## The knob's fine steps" in md and "| knob-vip-0.28 | base.prior.vip_manual_review_share=0.28 | 1 | 0.034 |" in md
     assert "## The law" in md and "Not yet run (1" in md and "default-t1.5-s42" in md and "## Where E alone fails" in md
 
 
 def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     spec = study.studies()["discovery"]
-    runs = spec.runs
+    knob = {r: o for r, o in spec.runs.items() if r in study.DISCOVERY_KNOB}
+    runs = {r: o for r, o in spec.runs.items() if r not in knob}
     bases = {r.rsplit("-t", 1)[0] for r in runs}
     assert sum(b.startswith("vip-") for b in bases) >= 4 and sum(b.startswith("mr-") for b in bases) >= 3
     for r, o in runs.items():
@@ -160,6 +168,10 @@ def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     vip = [r for r in runs if r.startswith("vip-")]
     assert list(runs)[:len(vip)] == vip and vip[-1].endswith(f"-s{study.DISCOVERY_SEEDS[-1]}")
     assert spec.targets == ("probe", "grpo") and spec.partial
+    # the knob's fine steps: probed only, after the GRPO runs, on the same training rows
+    assert list(spec.runs)[-len(knob):] == list(knob) and len(knob) >= 3
+    assert all(spec.targets_of(r) == spec.stages_of(r) == ("probe",) and o["split.holdout_val"] == "true"
+               and "base.prior.vip_manual_review_share" in o for r, o in knob.items())
 
 
 def test_early_stop_needs_the_level_held_at_several_points():

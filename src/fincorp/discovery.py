@@ -229,6 +229,15 @@ def run_point(record: dict[str, Any], held_out_seeds: Sequence[int]) -> dict[str
     }
 
 
+def knob_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A probe-only base of the study (the knob's fine steps): its prior and its measured probabilities."""
+    probe = (record.get("metrics") or {}).get("probe") or {}
+    return {"run": record["run"], "overrides": {k: v for k, v in record["overrides"].items() if k.startswith("base.")},
+            "by_temperature": {t: {k: m[k] for k in ("p_mr_vip", "p_mr_other", "expected_vip_escalations_per_step",
+                                                     "expected_other_escalations_per_step")}
+                               for t, m in (probe.get("by_temperature") or {}).items()}}
+
+
 def filled_curve(curve: Sequence[dict[str, Any]], grid: Sequence[int]) -> list[float | None]:
     """VIP accuracy on a step grid: the last validation point at or before each step; after a run stopped
     (early, having held >= the stop level) its last value carries on."""
@@ -242,10 +251,11 @@ def filled_curve(curve: Sequence[dict[str, Any]], grid: Sequence[int]) -> list[f
 def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     import numpy as np
 
-    from fincorp.study import DISCOVERY_HELD_OUT_SEEDS
+    from fincorp.study import DISCOVERY_HELD_OUT_SEEDS, DISCOVERY_KNOB
     from fincorp.study_report import across_seeds  # study_report imports this module
 
     not_run = [r["run"] for r in records if r.get("not_run")]
+    knob = [knob_row(r) for r in records if r["run"] in DISCOVERY_KNOB and not r.get("not_run")]
     points = [p for r in records if not r.get("not_run") and (p := run_point(r, DISCOVERY_HELD_OUT_SEEDS))]
     # E alone describes the specific bases: those that sample MANUAL_REVIEW more often where it is rewarded
     # than where it is penalised (E >= E_other); the others are checked against it below.
@@ -344,7 +354,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
         for t in sorted({p["temperature"] for p in points}):
             rs = [f["residuals"][p["run"]] for p in points if p["temperature"] == t and p["run"] in f["residuals"]]
             by_temperature.append({"level": name, "temperature": t, **across_seeds(rs)})
-    return {"points": points, "fits": fits, "fits_e": fits_e, "fits_specific": fits_specific,
+    return {"points": points, "knob": knob, "fits": fits, "fits_e": fits_e, "fits_specific": fits_specific,
             "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "residual_by_temperature": by_temperature,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
@@ -524,14 +534,25 @@ def render(results_: dict[str, Any]) -> list[str]:
               "Per base and temperature: the probe's P(MANUAL_REVIEW) on rule and on other training prompts and E "
               "(one base per prior, shared by the seeds: base.seed 42; seed is GRPO's), and each seed's steps to "
               "50% / 90% validation VIP accuracy.", ""]
-    lines += table(["base", "temperature", "seeds", "P(MR | rule prompt)", "P(MR | other)", "E", "steps to 50%",
+    lines += table(["base", "temperature", "seeds", "P(MR \\| rule prompt)", "P(MR \\| other)", "E", "steps to 50%",
                     "steps to 90%", "sampled MR on rule prompts by 50%"],
                    [[c["base"], f"{c['temperature']:g}", ", ".join(map(str, c["seeds"])), n(c["p_mr_vip"]),
                      n(c["p_mr_other"]), n(c["e_vip"]), ", ".join(steps(x) for x in c["steps"]["50%"]),
                      ", ".join(steps(x) for x in c["steps"]["90%"]),
                      ", ".join(n(x, ".0f") for x in c["samples"]["50%"])] for c in results_["cells"]])
+    lines += ["", "## The knob's fine steps (probed, not trained with GRPO)", "",
+              "Bases between the grid's shares, each one `fincorp base` + `fincorp probe` on the training rows: "
+              "P(MANUAL_REVIEW) on rule and on other prompts at temperatures 1 and 1.5. A base is VIP-specific "
+              "where the first is well above the second.", ""]
+    lines += (table(["base", "prior", "temperature", "P(MR \\| rule prompt)", "P(MR \\| other)", "E", "E / E_other"],
+                    [[k["run"], ", ".join(f"{a}={b}" for a, b in k["overrides"].items()), t, n(m["p_mr_vip"]),
+                      n(m["p_mr_other"]), n(m["expected_vip_escalations_per_step"]),
+                      n(m["expected_vip_escalations_per_step"] / m["expected_other_escalations_per_step"])
+                      if m["expected_other_escalations_per_step"] else "n/a"]
+                     for k in results_["knob"] for t, m in sorted(k["by_temperature"].items())])
+              if results_["knob"] else ["None probed yet."])
     lines += ["", "## Runs (the law's points)", ""]
-    lines += table(["run", "seed", "held out", "P(MR | rule)", "P(MR | other)", "E", "E other", "steps run",
+    lines += table(["run", "seed", "held out", "P(MR \\| rule)", "P(MR \\| other)", "E", "E other", "steps run",
                     "steps to 50%", "steps to 90%", "final val VIP", "sampled MR on rule prompts"],
                    [[p["run"], p["seed"], "yes" if p["held_out"] else "", n(p["p_mr_vip"]), n(p["p_mr_other"]),
                      n(p["e_vip"]), n(p["e_other"]), p["max_step"], steps(p["steps"]["50%"]),

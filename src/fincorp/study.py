@@ -55,6 +55,7 @@ from fincorp.jsonl import DataError
 
 MODELS = ("baseline", "sft", "grpo", "hybrid")
 RL_STAGES = ("grpo", "hybrid")
+TRAINING_STAGES = ("sft", *RL_STAGES)  # the stages with dvclive training logs
 # Resolved params copied into every run's record (the ones any study varies).
 PARAM_KEYS = ("seed", "base.seed", "generate.n", "grpo.reward", "grpo.lr", "base.num_train_epochs", "base.prior.label_noise",
               "base.prior.manual_review_share", "base.prior.vip_manual_review_share", "split.val_size", "split.holdout_val", "sft.lr",
@@ -127,6 +128,15 @@ DISCOVERY_BASES = {
     "mr-0.05": {"base.prior.manual_review_share": "0.05"},
     "mr-0.2": {"base.prior.manual_review_share": "0.2"},
 }
+# The knob's fine steps, probed only (base + probe, no GRPO): where between VIP shares 0.27 and 0.3 the tiny
+# base starts to tie MANUAL_REVIEW to the founder, and whether more pre-training epochs at a lower share
+# do it. The report lists each one's measured P(MANUAL_REVIEW) on rule and on other prompts.
+DISCOVERY_KNOB = {
+    "knob-vip-0.27": {"base.prior.vip_manual_review_share": "0.27"},
+    "knob-vip-0.28": {"base.prior.vip_manual_review_share": "0.28"},
+    "knob-vip-0.29": {"base.prior.vip_manual_review_share": "0.29"},
+    "knob-vip-0.15-ep3": {"base.prior.vip_manual_review_share": "0.15", "base.num_train_epochs": "3"},
+}
 DISCOVERY_TEMPERATURES = ("1.0", "1.5")
 DISCOVERY_SEEDS = (42, 43, 44)
 # Declared before any run: the fit never sees these seeds' runs; they check its predictions.
@@ -149,6 +159,8 @@ def discovery_runs() -> dict[str, dict[str, str]]:
                 for t in (("1.5",) if base == "default" else DISCOVERY_TEMPERATURES):
                     runs[f"{base}-t{t}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base],
                                                     "grpo.temperature": t, "seed": str(seed)}
+    for knob, overrides in DISCOVERY_KNOB.items():  # last: probe only (stage probe, via run_stages)
+        runs[knob] = {"split.holdout_val": "true", **overrides}
     return runs
 
 
@@ -158,7 +170,7 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             f"The whole comparison (base, sft, grpo, hybrid, all evaluated) under {n_seeds} training seeds, "
             f"seed = {first_seed}..{first_seed + n_seeds - 1}; data and split keep their own seeds.",
             {f"seed{s}": {"seed": str(s), "base.seed": str(s)} for s in range(first_seed, first_seed + n_seeds)},
-            ("report",), MODELS, ("sft", *RL_STAGES)),
+            ("report",), MODELS, TRAINING_STAGES),
         "reward": Study(
             "GRPO and hybrid under each reward preset: exact (+1/-1), scripts (the published scripts' shaped "
             "reward), partial (1 right label, 0.5 right family, 0 other valid label, -1 invalid).",
@@ -180,7 +192,7 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             "The same pipeline on 10x the data: generate.n = 8000 (6400 train / 1600 test) against the default "
             "800 (640 / 160), every training recipe unchanged (same epochs, so 10x the steps).",
             {"n800": {}, "n8000": {"generate.n": "8000"}},
-            ("report",), MODELS, ("sft", *RL_STAGES)),
+            ("report",), MODELS, TRAINING_STAGES),
         "control": Study(
             "The positive control for the RL machinery, at the tuned GRPO recipe: bases whose prior says "
             "MANUAL_REVIEW for 30% or 50% of its VIP-founder rows (the hidden rule's association; at 30% the base "
@@ -201,7 +213,8 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             "accuracy against the expected MANUAL_REVIEW completions sampled per step on rule prompts (stage "
             f"probe). Seed {', '.join(map(str, DISCOVERY_HELD_OUT_SEEDS))} is held out of the fit and "
             "predicted. The test set is not read.",
-            discovery_runs(), ("probe", "grpo"), ("probe",), ("grpo",), partial=True),
+            discovery_runs(), ("probe", "grpo"), ("probe",), ("grpo",),
+            run_stages={knob: ("probe",) for knob in DISCOVERY_KNOB}, partial=True),
         "tune": Study(
             f"The recipe search: {len(TUNE['sft'])} SFT and {len(TUNE['grpo'])} GRPO candidates, at most "
             f"{TUNE_MAX_EPOCHS} epochs each, trained on the train rows minus the validation slice "
@@ -410,7 +423,7 @@ def collect(study: str, spec: Study, baseline: str, times: dict[str, float | Non
             # eval/<m>.json: the full eval record; experiments from before it existed kept it in metrics/.
             "metrics": {m: j for m in spec.models
                         if (j := json_at(commit, f"eval/{m}.json") or json_at(commit, f"metrics/{m}.json")) is not None},
-            "training": {s: training_record(commit, s) for s in spec.stages_of(run)},
+            "training": {s: training_record(commit, s) for s in spec.stages_of(run) if s in TRAINING_STAGES},
         })
     return records
 
