@@ -292,7 +292,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     for lv in LEVELS:
         name = level_name(lv)
         e_rows, s_rows = loo[f"{name} E"]["rows"], loo[f"{name} E, E / E_other"]["rows"]
-        both = {(r["run"]) for r in e_rows if log_error(r) is not None} & {
+        both = {r["run"] for r in e_rows if log_error(r) is not None} & {
             r["run"] for r in s_rows if log_error(r) is not None and r["variables"] == ["log10_e", "log10_ratio"]}
         for key, rows in ((f"{name} E", e_rows), (f"{name} E, E / E_other", s_rows)):
             errors = [log_error(r) for r in rows if r["run"] in both]
