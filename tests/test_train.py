@@ -44,6 +44,21 @@ def test_dvclive_curves_hold_no_timings(tmp_path, monkeypatch):
     assert not [k for k in json.dumps(summary).split('"') if train.is_timing_key(k)], summary
 
 
+@pytest.mark.parametrize("torn", ["", '{"step": 3, "loss"'])
+def test_a_run_killed_while_dvclive_wrote_its_summary_resumes(tmp_path, monkeypatch, torn):
+    """dvclive rewrites metrics.json in place: a kill mid-write leaves it empty or cut, and resuming must not
+    fail on it; a whole summary is kept and resumed from."""
+    monkeypatch.chdir(tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "metrics.json").write_text(torn)
+    (logs / "params.yaml").write_text("lr: [")
+    callback = train.live_callback(logs, resume=True)
+    assert callback.live.step == 0 and not (logs / "params.yaml").exists()
+    (logs / "metrics.json").write_text('{"step": 30, "loss": 0.5}')
+    assert train.live_callback(logs, resume=True).live.step == 31  # dvclive resumes after its last step
+
+
 class FakeModel:
     def save_pretrained(self, folder, safe_serialization):
         (Path(folder) / "adapter_model.safetensors").write_bytes(b"weights")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from fincorp.eval import answer_log_probs, label_probabilities, mean_probability
 from fincorp.jsonl import write_json
@@ -54,10 +53,10 @@ def temperatures(p: Params) -> list[float]:
     return sorted({1.0, float(p.grpo.temperature)})
 
 
-def measure(p: Params, base_dir: str | Path, rows: list[dict], model: Any = None, tokenizer: Any = None) -> dict:
+def measure(p: Params, base_dir: str | Path, rows: list[dict]) -> dict:
     """The probe's record for a base on these rows (pure given the base and the rows)."""
-    tokenizer = tokenizer or load_tokenizer(p.model, base_dir)
-    model = model or load_for_inference(p.model, base_dir, None)
+    tokenizer = load_tokenizer(p.model, base_dir)
+    model = load_for_inference(p.model, base_dir, None)
     prompts = [tokenizer.apply_chat_template(prompt_messages(r, p.prompt.burn_display), tokenize=False,
                                              add_generation_prompt=True, **chat_kwargs(p.model)) for r in rows]
     vip = [t for t, r in zip(prompts, rows) if r["label"] == MANUAL_REVIEW]

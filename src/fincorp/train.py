@@ -94,8 +94,28 @@ def is_timing_key(key: str) -> bool:
 def live_callback(log_dir: str | Path, resume: bool) -> StepAlignedDVCLiveCallback:
     from dvclive import Live
 
+    if resume:
+        drop_torn_summaries(Path(log_dir))
     live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False, resume=resume, report=None)
     return StepAlignedDVCLiveCallback(live=live)
+
+
+def drop_torn_summaries(log_dir: Path) -> None:
+    """Before dvclive resumes a killed run: dvclive rewrites its summary (metrics.json) and params.yaml in
+    place, not atomically, so a kill during a write leaves a file Live(resume=True) cannot parse. Such a file
+    is removed; the resumed run writes both again and takes its step from the trainer's checkpoint."""
+    import yaml
+
+    for name, parse in (("metrics.json", json.loads), ("params.yaml", yaml.safe_load)):
+        path = log_dir / name
+        if not path.is_file():
+            continue
+        try:
+            whole = isinstance(parse(path.read_text(encoding="utf-8")), dict)
+        except (ValueError, yaml.YAMLError):
+            whole = False
+        if not whole:
+            path.unlink()
 
 
 def fingerprint(*parts: Any) -> str:
