@@ -182,7 +182,7 @@ def test_reward_study(tmp_path: Path):
     assert "| 640/1280 = 50.0% |" in md  # hybrid table
     assert "| partial | partial | 8/20 = 40.0%" in md and "| n/a | n/a | 0.0% |" in md
     assert "| scripts | n/a | n/a | n/a | n/a | n/a | n/a |" in md  # hybrid row of a run without hybrid
-    assert "n/a (restored from cache)" in md
+    assert "n/a (not timed: restored from cache" in md
 
 
 # --- prior ------------------------------------------------------------------------------------------

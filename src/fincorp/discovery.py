@@ -460,7 +460,9 @@ def render(results_: dict[str, Any]) -> list[str]:
                       "inside"],
                      [[c["run"], c["level"], VARIABLES.get(tuple(c.get("variables") or ()), "n/a"), n(c["e_vip"]),
                        steps(c["measured"]) + ("" if c["measured"] is not None else f" (ran {c['ran_steps']})"),
-                       n(c["predicted"], ".0f"), "n/a" if c["low"] is None else f"[{c['low']:.0f}, {c['high']:.0f}]",
+                       "not within the budget" if c["predicted"] is None and c["inside"] is not None
+                       else n(c["predicted"], ".0f"),
+                       "n/a" if c["low"] is None else f"[{c['low']:.0f}, {c['high']:.0f}]",
                        {True: "yes", False: "no", None: "n/a"}[c["inside"]]] for c in rows])
 
     lines = ["## The law", "",
@@ -514,7 +516,9 @@ def render(results_: dict[str, Any]) -> list[str]:
                      for u in results_["unexplained"]])
               if results_["unexplained"] else ["None: every run is consistent with E alone."])
     lines += ["", "## Prediction check (held-out seeds, fit without them)", "",
-              f"Inside the 95% prediction interval: {results_['check_inside']} of {results_['check_n']}.", ""]
+              f"Inside the 95% prediction interval: {results_['check_inside']} of {results_['check_n']} ("
+              f"{sum(1 for c in results_['check'] if c['inside'] and c['predicted'] is None)} of them predicted "
+              "\"not within the budget\", and not reached).", ""]
     lines += check_table(results_["check"])
     lines += ["", "## Which law: leave one base out", "",
               "For each base a candidate law was fitted on, the candidate refitted without that base's runs (every "

@@ -624,7 +624,9 @@ def na(x: Any) -> Any:
 
 
 def wall(seconds: float | None) -> str:
-    return "n/a (restored from cache)" if seconds is None else f"{seconds:.1f}"
+    if seconds is None:
+        return "n/a (not timed: restored from cache, or run before the study timed each run)"
+    return f"{seconds:.1f}"
 
 
 def render_markdown(results: dict[str, Any]) -> str:
