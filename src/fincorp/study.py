@@ -212,7 +212,8 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             "validation VIP accuracy held >= 90% at 3 points in a row. The law: steps to 50% / 90% validation VIP "
             "accuracy against the expected MANUAL_REVIEW completions sampled per step on rule prompts (stage "
             f"probe). Seed {', '.join(map(str, DISCOVERY_HELD_OUT_SEEDS))} is held out of the fit and "
-            "predicted. The test set is not read.",
+            f"predicted. Last, {len(DISCOVERY_KNOB)} bases between the grid's VIP shares, probed only (the knob's "
+            "fine steps). The test set is not read.",
             discovery_runs(), ("probe", "grpo"), ("probe",), ("grpo",),
             run_stages={knob: ("probe",) for knob in DISCOVERY_KNOB}, partial=True),
         "tune": Study(
@@ -416,10 +417,9 @@ def collect(study: str, spec: Study, baseline: str, times: dict[str, float | Non
             "commit": commit,
             "overrides": dict(overrides),
             "params": {k: OmegaConf.select(params, k) for k in PARAM_KEYS},
-            "wall_time_s": times.get(run) if times.get(run) is not None else (
-                before[run].get("wall_time_s") if before.get(run, {}).get("commit") == commit else None),
-            "threads": threads if times.get(run) is not None else (
-                before[run].get("threads") if before.get(run, {}).get("commit") == commit else None),
+            **({"wall_time_s": times[run], "threads": threads} if times.get(run) is not None else
+               {k: before[run].get(k) if before.get(run, {}).get("commit") == commit else None
+                for k in ("wall_time_s", "threads")}),
             # eval/<m>.json: the full eval record; experiments from before it existed kept it in metrics/.
             "metrics": {m: j for m in spec.models
                         if (j := json_at(commit, f"eval/{m}.json") or json_at(commit, f"metrics/{m}.json")) is not None},
