@@ -154,7 +154,8 @@ def test_the_study_report_fits_checks_draws_and_writes_the_law(tmp_path):
 def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     spec = study.studies()["discovery"]
     knob = {r: o for r, o in spec.runs.items() if r in study.DISCOVERY_KNOB}
-    runs = {r: o for r, o in spec.runs.items() if r not in knob}
+    checks = {r: o for r, o in spec.runs.items() if o.get("grpo.temperature") in study.DISCOVERY_CHECK_TEMPERATURES}
+    runs = {r: o for r, o in spec.runs.items() if r not in knob and r not in checks}
     bases = {r.rsplit("-t", 1)[0] for r in runs}
     assert sum(b.startswith("vip-") for b in bases) >= 4 and sum(b.startswith("mr-") for b in bases) >= 3
     for r, o in runs.items():
@@ -168,6 +169,14 @@ def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     vip = [r for r in runs if r.startswith("vip-")]
     assert list(runs)[:len(vip)] == vip and vip[-1].endswith(f"-s{study.DISCOVERY_SEEDS[-1]}")
     assert spec.targets == ("probe", "grpo") and spec.partial
+    # the temperature check: after the grid, VIP-specific bases only, below the grid's temperatures, 3 seeds each,
+    # the recipe otherwise the grid's
+    assert list(spec.runs)[len(runs):len(runs) + len(checks)] == list(checks) and len(checks) >= 6
+    assert all(r.startswith("vip-") and float(o["grpo.temperature"]) < 1.0 for r, o in checks.items())
+    assert {o["seed"] for o in checks.values()} == {str(s) for s in study.DISCOVERY_SEEDS}
+    assert all({k: v for k, v in o.items() if k not in ("grpo.temperature", "seed")}
+               == {k: v for k, v in runs[r.rsplit("-t", 1)[0] + "-t1.0-s42"].items()
+                   if k not in ("grpo.temperature", "seed")} for r, o in checks.items())
     # the knob's fine steps: probed only, after the GRPO runs, on the same training rows
     assert list(spec.runs)[-len(knob):] == list(knob) and len(knob) >= 3
     assert all(spec.targets_of(r) == spec.stages_of(r) == ("probe",) and o["split.holdout_val"] == "true"

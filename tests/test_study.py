@@ -204,3 +204,23 @@ def test_an_experiment_from_an_earlier_commit_is_kept_only_if_it_ran_the_same_co
     assert not study.same_run(exp, overrides)
     monkeypatch.setattr(study.subprocess, "call", lambda *a, **k: 0)
     assert list(study.run_experiments("reward", spec, now, queue=False, force=False)) == ["partial"]
+
+
+def test_a_run_whose_experiment_is_not_here_keeps_the_earlier_reports_record(repo):
+    """A clone has no refs/exps/: collect keeps the committed report's record of a run it cannot read again,
+    marked, and only for the same overrides (a changed run is not passed off as the old one)."""
+    root, base, exps = repo
+    spec = study.Study("d", {"exact": {"grpo.reward": "exact"}, "scripts": {"grpo.reward": "scripts"}},
+                       ("eval@grpo",), ("grpo",), ("grpo",))
+    old = {"run": "scripts", "experiment": "reward-scripts", "commit": "a" * 40,
+           "overrides": {"grpo.reward": "scripts"}, "metrics": {"grpo": metrics(3)}, "wall_time_s": 50.0}
+    exact, scripts = study.collect("reward", spec, base, {}, {"runs": [old]})
+    assert exact["commit"] == exps["exact"] and not exact.get("from_report")
+    assert scripts == {**old, "from_report": True}
+    changed = {**old, "overrides": {"grpo.reward": "scripts", "grpo.lr": "1e-4"}}
+    with pytest.raises(DataError, match="no experiment named reward-scripts"):
+        study.collect("reward", spec, base, {}, {"runs": [changed]})
+    from fincorp import study_report
+
+    report = study_report.render_markdown({**study_report.compute("reward", [exact, scripts], {}), "figures": {}})
+    assert "1 runs marked * are kept from the earlier report" in report and "| scripts * |" in report

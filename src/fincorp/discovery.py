@@ -251,7 +251,7 @@ def filled_curve(curve: Sequence[dict[str, Any]], grid: Sequence[int]) -> list[f
 def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     import numpy as np
 
-    from fincorp.study import DISCOVERY_HELD_OUT_SEEDS, DISCOVERY_KNOB
+    from fincorp.study import DISCOVERY_CHECK_TEMPERATURES, DISCOVERY_HELD_OUT_SEEDS, DISCOVERY_KNOB
     from fincorp.study_report import across_seeds  # study_report imports this module
 
     not_run = [r["run"] for r in records if r.get("not_run")]
@@ -309,6 +309,13 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     # the held-out seeds' check refits the law above (the same variables), without them
     check_fits = {level_name(lv): refit(choice[level_name(lv)], seen, lv) for lv in LEVELS}
     checked = check(check_fits, held)
+    # The temperature check: the runs at the temperatures declared for it, predicted by the law refitted on the
+    # runs at every other temperature (the same variables).
+    new_t = {float(t) for t in DISCOVERY_CHECK_TEMPERATURES}
+    t_points = [p for p in points if p["temperature"] in new_t]
+    temperature_fits = {level_name(lv): refit(choice[level_name(lv)], [p for p in points if p not in t_points], lv)
+                        for lv in LEVELS} if t_points else {}
+    t_checked = check(temperature_fits, t_points)
     # The law on E alone, applied to every run it was not fitted on (E < E_other) and to every run that did not
     # reach a level: a run that took longer than the top of the 95% prediction interval (or never got there
     # within steps past it) is one E alone does not explain.
@@ -358,6 +365,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "residual_by_temperature": by_temperature,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
+            "temperature_fits": temperature_fits, "temperature_check": t_checked,
             "law_choice": choice, "leave_one_base_out": list(loo.values()),
             "check_by_base": by_base, "check_by_base_inside": sum(1 for c in by_base if c["inside"]),
             "check_by_base_n": sum(1 for c in by_base if c["inside"] is not None),
@@ -421,8 +429,9 @@ def plot(results_: dict[str, Any]):
     axes[0].set_ylabel("base: measured P(MR | rule prompt) at the temperature", fontsize=8)
     fig.colorbar(image, ax=axes[len(temps) - 1], label="validation VIP accuracy, %", fraction=0.05)
     ax = axes[-1]
+    colour = {t: f"C{i}" for i, t in enumerate(sorted({p["temperature"] for p in results_["points"]}))}
     for p in results_["points"]:
-        c = "C0" if p["temperature"] == 1.0 else "C1"
+        c = colour[p["temperature"]]
         s = p["steps"]["50%"]
         if p["e_vip"] and p["e_vip"] >= 1e-4:  # rarer: the sampler never meets the answer; in the tables
             if s is None:
@@ -441,7 +450,9 @@ def plot(results_: dict[str, Any]):
     ax.set_yscale("log")
     ax.set_xlabel("E: expected sampled MANUAL_REVIEW on rule prompts per step (probe)", fontsize=8)
     ax.set_ylabel("steps to 50% validation VIP accuracy", fontsize=8)
-    ax.set_title("blue T=1.0, orange T=1.5; open square: held-out seed; triangle: not reached (steps run)", fontsize=8)
+    names = ("blue", "orange", "green", "red", "purple")
+    ax.set_title(", ".join(f"{names[int(c[1:]) % len(names)]} T={t:g}" for t, c in colour.items())
+                 + "; open square: held-out seed; triangle: not reached (steps run)", fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig
 
@@ -520,6 +531,18 @@ def render(results_: dict[str, Any]) -> list[str]:
               f"{sum(1 for c in results_['check'] if c['inside'] and c['predicted'] is None)} of them predicted "
               "\"not within the budget\", and not reached).", ""]
     lines += check_table(results_["check"])
+    t_rows = results_.get("temperature_check") or []
+    if t_rows:
+        temps = sorted({f"{r['temperature']:g}" for r in results_["points"] if r["run"] in {c["run"] for c in t_rows}})
+        lines += ["", f"## Prediction check (temperature {', '.join(temps)}, declared before it ran; fit without it)",
+                  "",
+                  "VIP-specific bases sampled below temperature 1, where they sample MANUAL_REVIEW on rule prompts more "
+                  "rarely than any run at 1 or 1.5; predicted by the law refitted on the runs at every other "
+                  f"temperature. Inside the 95% prediction interval: {sum(1 for c in t_rows if c['inside'])} of "
+                  f"{sum(1 for c in t_rows if c['inside'] is not None)} ("
+                  f"{sum(1 for c in t_rows if c['inside'] and c['predicted'] is None)} of them predicted \"not within "
+                  "the budget\", and not reached).", ""]
+        lines += check_table(t_rows)
     lines += ["", "## Which law: leave one base out", "",
               "For each base a candidate law was fitted on, the candidate refitted without that base's runs (every "
               "seed and temperature) predicts them. Per level the law is the candidate with the smaller mean "

@@ -141,6 +141,11 @@ DISCOVERY_TEMPERATURES = ("1.0", "1.5")
 DISCOVERY_SEEDS = (42, 43, 44)
 # Declared before any run: the fit never sees these seeds' runs; they check its predictions.
 DISCOVERY_HELD_OUT_SEEDS = (44,)
+# Declared before any of them ran, with the law's predictions for them (docs/studies.md): VIP-specific bases
+# sampled at temperatures below 1, where they sample MANUAL_REVIEW on rule prompts far more rarely than any
+# base of the grid at 1 or 1.5 (no prior of the knob gives a VIP-specific base below P(MR | rule) of about 0.1
+# there). The law refitted without these temperatures predicts them: the temperature check.
+DISCOVERY_CHECK_TEMPERATURES = {"0.7": ("vip-0.3",), "0.5": ("vip-0.3",), "0.3": ("vip-0.3",)}
 
 
 def discovery_runs() -> dict[str, dict[str, str]]:
@@ -159,6 +164,11 @@ def discovery_runs() -> dict[str, dict[str, str]]:
                 for t in (("1.5",) if base == "default" else DISCOVERY_TEMPERATURES):
                     runs[f"{base}-t{t}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base],
                                                     "grpo.temperature": t, "seed": str(seed)}
+    for seed in DISCOVERY_SEEDS:  # then the temperature check, seed by seed
+        for t, bases in DISCOVERY_CHECK_TEMPERATURES.items():
+            for base in bases:
+                runs[f"{base}-t{t}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base], "grpo.temperature": t,
+                                                "seed": str(seed)}
     for knob, overrides in DISCOVERY_KNOB.items():  # last: probe only (stage probe, via run_stages)
         runs[knob] = {"split.holdout_val": "true", **overrides}
     return runs
@@ -394,12 +404,20 @@ def collect(study: str, spec: Study, baseline: str, times: dict[str, float | Non
             earlier: dict[str, Any] | None = None, threads: str | None = None) -> list[dict[str, Any]]:
     """One record per run, read from its experiment's commit. A run not timed now keeps the wall time (and
     the torch threads it ran with) an earlier report (`earlier`, its results.json) measured for the same
-    experiment commit; a run timed now ran with `threads`."""
+    experiment commit; a run timed now ran with `threads`.
+
+    A run whose experiment is not in this repository (DVC keeps experiments under refs/exps/, which a clone
+    does not bring) keeps the earlier report's record of it, if that record ran the same overrides; the
+    record says so (`from_report`). Its numbers were read from its experiment's commit when that was here."""
     before = {r["run"]: r for r in (earlier or {}).get("runs", [])}
     records = []
     for run, overrides in spec.runs.items():
         name = exp_name(study, run)
         commit = find_experiment(name, baseline)
+        kept = before.get(run, {})
+        if commit is None and kept.get("commit") and kept.get("overrides") == dict(overrides):
+            records.append({**kept, "from_report": True})
+            continue
         if commit is None and spec.partial:
             records.append({"run": run, "experiment": name, "commit": None, "overrides": dict(overrides),
                             "not_run": True})

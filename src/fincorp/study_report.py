@@ -644,8 +644,14 @@ def render_markdown(results: dict[str, Any]) -> str:
              "Accuracy cells: correct/n = % [95% Wilson interval, %]. Missing values: n/a.", ""]
     lines += STUDY[results["study"]][2](results)
     lines += ["", "## Runs", ""]
+    kept = sum(bool(r.get("from_report")) for r in results["runs"])
+    if kept:
+        lines += [f"{kept} runs marked * are kept from the earlier report: their experiments are not in this "
+                  "repository (a clone does not bring refs/exps/), so their numbers are the ones read from those "
+                  "commits when they were here.", ""]
     lines += table(["run", "experiment", "commit", "overrides", "wall time (s)", "torch threads"],
-                   [[r["run"], r.get("experiment") or NA, (r.get("commit") or NA)[:12],
+                   [[r["run"] + (" *" if r.get("from_report") else ""), r.get("experiment") or NA,
+                     (r.get("commit") or NA)[:12],
                      overrides_text(r.get("overrides")), "not run" if r.get("not_run") else wall(r.get("wall_time_s")),
                      r.get("threads") or NA] for r in results["runs"]])
     lines += ["", "## Figures"]
