@@ -368,3 +368,26 @@ def test_the_second_variable_becomes_the_law_only_where_it_predicts_unseen_bases
     assert e_only["fits_specific"]["50%"]["fitted"] and e_only["law_choice"]["50%"] == "E"
     loo = {c["variables"]: c for c in e_only["leave_one_base_out"] if c["level"] == "50%"}
     assert loo["E"]["mean_abs_log10_error"] < loo["E, E / E_other"]["mean_abs_log10_error"]
+
+
+def test_the_temperature_check_predicts_runs_at_its_temperatures_from_a_fit_without_them(tmp_path):
+    from fincorp import study_report
+
+    t = float(next(iter(study.DISCOVERY_CHECK_TEMPERATURES)))
+    records, rng = [], random.Random(2)
+    for base, p in (("vip-a", 0.05), ("vip-b", 0.1), ("vip-c", 0.3), ("vip-d", 0.6)):
+        for seed in study.DISCOVERY_SEEDS:
+            records.append(discovery_record(f"{base}-t1.0-s{seed}", seed, 1.0, p,
+                                            10 ** (2.8 - 1.0 * math.log10(16 * p) + rng.gauss(0, 0.05))))
+    on_law = 10 ** (2.8 - 1.0 * math.log10(16 * 0.06))  # 662 steps, on the law
+    records.append(discovery_record(f"vip-c-t{t:g}-s42", 42, t, 0.06, on_law))
+    records.append(discovery_record(f"vip-c-t{t:g}-s43", 43, t, 0.06, on_law / 8))  # far faster than the law
+    results = study_report.write(tmp_path, "discovery", records, {"baseline_commit": "abc", "command": "c"})
+    rows = {(r["run"], r["level"]): r for r in results["temperature_check"]}
+    assert rows[(f"vip-c-t{t:g}-s42", "50%")]["inside"] and not rows[(f"vip-c-t{t:g}-s43", "50%")]["inside"]
+    # the check's law never saw the check's runs; the law itself is fitted on every run
+    without = discovery.fit([p for p in results["points"] if p["temperature"] == 1.0], 0.5)
+    assert results["temperature_fits"]["50%"]["b"] == pytest.approx(without["b"])
+    assert f"vip-c-t{t:g}-s42" in results["fits"]["50%"]["runs"], (results["law_choice"], results["fits"]["50%"]["runs"])
+    md = (tmp_path / "results.md").read_text()
+    assert f"## Prediction check (temperature {t:g}, declared before it ran; fit without it)" in md
