@@ -146,6 +146,10 @@ DISCOVERY_HELD_OUT_SEEDS = (44,)
 # base of the grid at 1 or 1.5 (no prior of the knob gives a VIP-specific base below P(MR | rule) of about 0.1
 # there). The law refitted without these temperatures predicts them: the temperature check.
 DISCOVERY_CHECK_TEMPERATURES = {"0.7": ("vip-0.3",), "0.5": ("vip-0.3",), "0.3": ("vip-0.3",)}
+# Declared after the temperature check and before these runs: the law with temperature (log10 steps on
+# log10(E / T), fitted on every specific run before them) predicts another base below 1 and the VIP 0.3 base
+# above the grid's temperatures.
+DISCOVERY_TEMPERATURE_LAW_CHECK = (("vip-0.4", "0.5"), ("vip-0.3", "2.0"))
 
 
 def discovery_runs() -> dict[str, dict[str, str]]:
@@ -169,6 +173,10 @@ def discovery_runs() -> dict[str, dict[str, str]]:
             for base in bases:
                 runs[f"{base}-t{t}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base], "grpo.temperature": t,
                                                 "seed": str(seed)}
+    for seed in DISCOVERY_SEEDS:  # then the check of the law with temperature
+        for base, t in DISCOVERY_TEMPERATURE_LAW_CHECK:
+            runs[f"{base}-t{t}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base], "grpo.temperature": t,
+                                            "seed": str(seed)}
     for knob, overrides in DISCOVERY_KNOB.items():  # last: probe only (stage probe, via run_stages)
         runs[knob] = {"split.holdout_val": "true", **overrides}
     return runs
