@@ -154,8 +154,11 @@ def test_the_study_report_fits_checks_draws_and_writes_the_law(tmp_path):
 def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     spec = study.studies()["discovery"]
     knob = {r: o for r, o in spec.runs.items() if r in study.DISCOVERY_KNOB}
-    checks = {r: o for r, o in spec.runs.items() if o.get("grpo.temperature") in study.DISCOVERY_CHECK_TEMPERATURES}
-    runs = {r: o for r, o in spec.runs.items() if r not in knob and r not in checks}
+    checks = {r: o for r, o in spec.runs.items() if r.rsplit("-t", 1)[0] in study.DISCOVERY_CHECK_TEMPERATURES.get(
+        o.get("grpo.temperature"), ())}
+    law_checks = {r: o for r, o in spec.runs.items()
+                  if (r.rsplit("-t", 1)[0], o.get("grpo.temperature")) in study.DISCOVERY_TEMPERATURE_LAW_CHECK}
+    runs = {r: o for r, o in spec.runs.items() if r not in knob and r not in checks and r not in law_checks}
     bases = {r.rsplit("-t", 1)[0] for r in runs}
     assert sum(b.startswith("vip-") for b in bases) >= 4 and sum(b.startswith("mr-") for b in bases) >= 3
     for r, o in runs.items():
@@ -171,12 +174,17 @@ def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     assert spec.targets == ("probe", "grpo") and spec.partial
     # the temperature check: after the grid, VIP-specific bases only, below the grid's temperatures, 3 seeds each,
     # the recipe otherwise the grid's
-    assert list(spec.runs)[len(runs):len(runs) + len(checks)] == list(checks) and len(checks) >= 6
+    # then the check of the law with temperature, declared after it, then the knob
+    order = list(spec.runs)
+    assert order[len(runs):len(runs) + len(checks)] == list(checks) and len(checks) >= 6
+    assert order[len(runs) + len(checks):len(runs) + len(checks) + len(law_checks)] == list(law_checks)
     assert all(r.startswith("vip-") and float(o["grpo.temperature"]) < 1.0 for r, o in checks.items())
-    assert {o["seed"] for o in checks.values()} == {str(s) for s in study.DISCOVERY_SEEDS}
-    assert all({k: v for k, v in o.items() if k not in ("grpo.temperature", "seed")}
-               == {k: v for k, v in runs[r.rsplit("-t", 1)[0] + "-t1.0-s42"].items()
-                   if k not in ("grpo.temperature", "seed")} for r, o in checks.items())
+    assert len(law_checks) == 3 * len(study.DISCOVERY_TEMPERATURE_LAW_CHECK)
+    for group in (checks, law_checks):
+        assert {o["seed"] for o in group.values()} == {str(s) for s in study.DISCOVERY_SEEDS}
+        assert all({k: v for k, v in o.items() if k not in ("grpo.temperature", "seed")}
+                   == {k: v for k, v in runs[r.rsplit("-t", 1)[0] + "-t1.0-s42"].items()
+                       if k not in ("grpo.temperature", "seed")} for r, o in group.items())
     # the knob's fine steps: probed only, after the GRPO runs, on the same training rows
     assert list(spec.runs)[-len(knob):] == list(knob) and len(knob) >= 3
     assert all(spec.targets_of(r) == spec.stages_of(r) == ("probe",) and o["split.holdout_val"] == "true"
@@ -373,21 +381,62 @@ def test_the_second_variable_becomes_the_law_only_where_it_predicts_unseen_bases
 def test_the_temperature_check_predicts_runs_at_its_temperatures_from_a_fit_without_them(tmp_path):
     from fincorp import study_report
 
-    t = float(next(iter(study.DISCOVERY_CHECK_TEMPERATURES)))
+    t = next(iter(study.DISCOVERY_CHECK_TEMPERATURES))
+    base = study.DISCOVERY_CHECK_TEMPERATURES[t][0]
     records, rng = [], random.Random(2)
-    for base, p in (("vip-a", 0.05), ("vip-b", 0.1), ("vip-c", 0.3), ("vip-d", 0.6)):
+    for b, p in (("vip-a", 0.05), ("vip-b", 0.1), ("vip-c", 0.3), ("vip-d", 0.6)):
         for seed in study.DISCOVERY_SEEDS:
-            records.append(discovery_record(f"{base}-t1.0-s{seed}", seed, 1.0, p,
+            records.append(discovery_record(f"{b}-t1.0-s{seed}", seed, 1.0, p,
                                             10 ** (2.8 - 1.0 * math.log10(16 * p) + rng.gauss(0, 0.05))))
     on_law = 10 ** (2.8 - 1.0 * math.log10(16 * 0.06))  # 662 steps, on the law
-    records.append(discovery_record(f"vip-c-t{t:g}-s42", 42, t, 0.06, on_law))
-    records.append(discovery_record(f"vip-c-t{t:g}-s43", 43, t, 0.06, on_law / 8))  # far faster than the law
+    records.append(discovery_record(f"{base}-t{t}-s42", 42, float(t), 0.06, on_law))
+    records.append(discovery_record(f"{base}-t{t}-s43", 43, float(t), 0.06, on_law / 8))  # far faster than the law
     results = study_report.write(tmp_path, "discovery", records, {"baseline_commit": "abc", "command": "c"})
     rows = {(r["run"], r["level"]): r for r in results["temperature_check"]}
-    assert rows[(f"vip-c-t{t:g}-s42", "50%")]["inside"] and not rows[(f"vip-c-t{t:g}-s43", "50%")]["inside"]
-    # the check's law never saw the check's runs; the law itself is fitted on every run
-    without = discovery.fit([p for p in results["points"] if p["temperature"] == 1.0], 0.5)
-    assert results["temperature_fits"]["50%"]["b"] == pytest.approx(without["b"])
-    assert f"vip-c-t{t:g}-s42" in results["fits"]["50%"]["runs"], (results["law_choice"], results["fits"]["50%"]["runs"])
+    assert rows[(f"{base}-t{t}-s42", "50%")]["inside"] and not rows[(f"{base}-t{t}-s43", "50%")]["inside"]
+    # the law is fitted at the grid's temperatures only: the check's runs are predicted, never fitted
+    assert results["temperature_fits"] == results["fits"]
+    assert results["fits"]["50%"]["b"] == pytest.approx(
+        discovery.fit([p for p in results["points"] if p["temperature"] == 1.0], 0.5)["b"])
+    assert f"{base}-t{t}-s42" not in results["fits"]["50%"]["runs"] and results["law_runs"] == 12
+    assert f"{base}-t{t}-s42" in results["fits_e_over_t"]["50%"]["runs"]  # the law with temperature sees them
     md = (tmp_path / "results.md").read_text()
-    assert f"## Prediction check (temperature {t:g}, declared before it ran; fit without it)" in md
+    assert f"## Prediction check (temperature {float(t):g}, declared before it ran; fit without it)" in md
+
+
+def test_the_law_with_temperature_reads_e_over_t_and_is_checked_on_its_declared_runs(tmp_path):
+    """Runs whose steps follow E / T (a colder sampler moves further per rewarded sample): the law on E / T
+    fits them with slope -1 and predicts its declared check; E alone, on the same runs, fits worse."""
+    from fincorp import study_report
+
+    def steps(p, t, noise=0.0):
+        return 10 ** (2.8 - math.log10(16 * p / t) + noise)
+
+    rng = random.Random(3)
+    t_check = next(iter(study.DISCOVERY_CHECK_TEMPERATURES))
+    check_base = study.DISCOVERY_CHECK_TEMPERATURES[t_check][0]
+    (et_base, et_t), *_ = study.DISCOVERY_TEMPERATURE_LAW_CHECK
+    records = []
+    for b, p in (("vip-a", 0.1), ("vip-b", 0.2), ("vip-c", 0.4)):
+        for temperature in (1.0, 1.5):
+            for seed in study.DISCOVERY_SEEDS:
+                records.append(discovery_record(f"{b}-t{temperature}-s{seed}", seed, temperature, p,
+                                                steps(p, temperature, rng.gauss(0, 0.03))))
+    for seed in study.DISCOVERY_SEEDS:
+        records.append(discovery_record(f"{check_base}-t{t_check}-s{seed}", seed, float(t_check), 0.1,
+                                        steps(0.1, float(t_check), rng.gauss(0, 0.03))))
+    records.append(discovery_record(f"{et_base}-t{et_t}-s42", 42, float(et_t), 0.15, steps(0.15, float(et_t))))
+    records.append(discovery_record(f"{et_base}-t{et_t}-s43", 43, float(et_t), 0.15, 8 * steps(0.15, float(et_t))))
+    results = study_report.write(tmp_path, "discovery", records, {"baseline_commit": "abc", "command": "c"})
+    et, e = results["fits_e_over_t"]["50%"], results["fits_e_same_runs"]["50%"]
+    assert et["variables"] == ["log10_e_over_t"] and abs(et["b"] + 1.0) < 0.15 and et["r2"] > e["r2"]
+    assert f"{et_base}-t{et_t}-s42" not in et["runs"]
+    rows = {(r["run"], r["level"]): r for r in results["temperature_law_check"]}
+    assert rows[(f"{et_base}-t{et_t}-s42", "50%")]["inside"]
+    assert not rows[(f"{et_base}-t{et_t}-s43", "50%")]["inside"]
+    # a law on E / T needs the temperature to predict
+    assert "needs the sampling temperature" in discovery.predict_one(et, 2.0, 960)["text"]
+    assert discovery.predict_one(et, 2.0, 960, temperature=0.5)["steps"] == pytest.approx(
+        discovery.predict_one(et, 4.0, 960, temperature=1.0)["steps"])
+    md = (tmp_path / "results.md").read_text()
+    assert "## Temperature in the law: E / T" in md and "## Prediction check of the law with temperature" in md

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 LEVELS = (0.5, 0.9)
 
 
-VARIABLES = {("log10_e",): "E", ("log10_e", "log10_ratio"): "E, E / E_other"}
+VARIABLES = {("log10_e",): "E", ("log10_e", "log10_ratio"): "E, E / E_other", ("log10_e_over_t",): "E / T"}
 
 
 def level_name(level: float) -> str:
@@ -53,11 +53,13 @@ def discovery_point(curve: Sequence[dict[str, Any]], mr_curve: Sequence[dict[str
     return None
 
 
-def fit(points: Sequence[dict[str, Any]], level: float, specificity: bool = False) -> dict[str, Any]:
+def fit(points: Sequence[dict[str, Any]], level: float, specificity: bool = False,
+        over_temperature: bool = False) -> dict[str, Any]:
     """OLS of log10(steps to `level`) on log10(E), the expected VIP escalations sampled per step, and with
     `specificity` also on log10(E / E_other), over the runs that reached it (each point: {"run", "e_vip",
     "e_other", "steps": {level name: int | None}}). E alone needs 3 runs at 2 distinct E; with specificity, 3
-    runs on each side of E = E_other."""
+    runs on each side of E = E_other. With `over_temperature` the variable is log10(E / T), T the run's
+    sampling temperature (each point's "temperature")."""
     import numpy as np
     import statsmodels.api as sm
 
@@ -67,10 +69,11 @@ def fit(points: Sequence[dict[str, Any]], level: float, specificity: bool = Fals
     at_start = [p["run"] for p in points if p["steps"].get(name) == 0]
     reached = [p for p in points if p["steps"].get(name) and p["e_vip"] and p["e_vip"] > 0
                and (not specificity or ratio(p) is not None)]
-    xs = [math.log10(p["e_vip"]) for p in reached]
+    xs = [math.log10(p["e_vip"] / (p["temperature"] if over_temperature else 1.0)) for p in reached]
     out: dict[str, Any] = {"level": level, "name": name, "n": len(reached), "runs": [p["run"] for p in reached],
                            "not_reached": [p["run"] for p in points if p["steps"].get(name) is None],
-                           "at_start": at_start, "variables": ["log10_e", *(["log10_ratio"] if specificity else [])]}
+                           "at_start": at_start, "variables": ["log10_e_over_t" if over_temperature else "log10_e",
+                                                               *(["log10_ratio"] if specificity else [])]}
     distinct = len(set(round(x, 6) for x in xs))
     if len(reached) < 3 or distinct < 2:
         return out | {"fitted": False, "why": f"{len(reached)} runs reached {name}, at {distinct} distinct E: a "
@@ -122,9 +125,11 @@ def ratio_range(points: Sequence[dict[str, Any]]) -> list[float] | None:
     return [min(rs), max(rs)] if rs else None
 
 
-def predict_one(law: dict[str, Any], e_vip: float, budget: int, e_other: float | None = None) -> dict[str, Any]:
+def predict_one(law: dict[str, Any], e_vip: float, budget: int, e_other: float | None = None,
+                temperature: float | None = None) -> dict[str, Any]:
     """Steps to the law's level for a base with E = e_vip, with a 95% prediction interval. Given e_other, a
-    base less specific (E / E_other) than every run the law was fitted on is outside the law: no number."""
+    base less specific (E / E_other) than every run the law was fitted on is outside the law: no number. A
+    law on E / T needs the sampling temperature."""
     from scipy import stats
 
     name = law["name"]
@@ -145,7 +150,11 @@ def predict_one(law: dict[str, Any], e_vip: float, budget: int, e_other: float |
                 "text": f"outside the law: E / E_other = {10 ** r:.3g} rewarded per penalised escalation, below "
                         f"every run it was fitted on ({10 ** domain[0]:.3g} and up); bases like it are in the "
                         f"study's report"}
-    x = math.log10(e_vip)
+    per_t = "log10_e_over_t" in law.get("variables", [])
+    if per_t and not temperature:
+        return {"steps": None, "low": None, "high": None, "within_budget": None,
+                "text": "no prediction: this law needs the sampling temperature (its variable is E / T)"}
+    x = math.log10(e_vip / temperature) if per_t else math.log10(e_vip)
     if "log10_ratio" in law.get("variables", []) and r is None:
         return {"steps": None, "low": None, "high": None, "within_budget": None,
                 "text": "no prediction: this law needs E_other (MANUAL_REVIEW samples per step on the other prompts)"}
@@ -156,8 +165,9 @@ def predict_one(law: dict[str, Any], e_vip: float, budget: int, e_other: float |
     steps, low, high = (10 ** v for v in (mean, mean - half, mean + half))
     lo_e, hi_e = law["log10_e_range"]
     outside = x < lo_e - 1e-9 or x > hi_e + 1e-9
-    note = (f"; E = {e_vip:.3g} is outside the fitted range [{10 ** lo_e:.3g}, {10 ** hi_e:.3g}]: an extrapolation"
-            if outside else "")
+    var = "E / T" if per_t else "E"
+    note = (f"; {var} = {10 ** x:.3g} is outside the fitted range [{10 ** lo_e:.3g}, {10 ** hi_e:.3g}]: an "
+            "extrapolation" if outside else "")
     if low > budget:
         text = (f"not within the budget of {budget} steps (law: {steps:.3g} steps, 95% prediction interval "
                 f"[{low:.3g}, {high:.3g}]){note}")
@@ -179,7 +189,7 @@ def check(law_fits: dict[str, dict[str, Any]], held_out: Sequence[dict[str, Any]
     rows = []
     for p in held_out:
         for name, f in law_fits.items():
-            pred = predict_one(f, p["e_vip"], p.get("budget") or p["max_step"], p.get("e_other"))
+            pred = predict_one(f, p["e_vip"], p.get("budget") or p["max_step"], p.get("e_other"), p.get("temperature"))
             measured = p["steps"].get(name)
             if measured == 0 or pred.get("outside_law"):  # there before RL, or outside the law's domain
                 inside = None
@@ -217,6 +227,9 @@ def run_point(record: dict[str, Any], held_out_seeds: Sequence[int]) -> dict[str
         "run": record["run"], "base": record["run"].rsplit("-t", 1)[0], "temperature": temperature, "seed": seed,
         "held_out": seed in held_out_seeds,
         "p_mr_vip": m["p_mr_vip"], "p_mr_other": m["p_mr_other"],
+        # the base itself, at temperature 1 (the probe measures there too): which base a run had
+        "p_mr_vip_at_1": (probe["by_temperature"].get("1") or {}).get("p_mr_vip"),
+        "p_mr_other_at_1": (probe["by_temperature"].get("1") or {}).get("p_mr_other"),
         "e_vip": m["expected_vip_escalations_per_step"], "e_other": m["expected_other_escalations_per_step"],
         "budget": math.ceil(math.ceil(probe["n_rows"] / probe["prompts_per_step"])
                             * float(params.get("grpo.num_train_epochs") or 0)), "max_step": t.get("steps") or (curve[-1]["step"] if curve else 0),
@@ -251,12 +264,19 @@ def filled_curve(curve: Sequence[dict[str, Any]], grid: Sequence[int]) -> list[f
 def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     import numpy as np
 
-    from fincorp.study import DISCOVERY_CHECK_TEMPERATURES, DISCOVERY_HELD_OUT_SEEDS, DISCOVERY_KNOB
+    from fincorp.study import (DISCOVERY_CHECK_TEMPERATURES, DISCOVERY_HELD_OUT_SEEDS, DISCOVERY_KNOB,
+                               DISCOVERY_TEMPERATURE_LAW_CHECK)
     from fincorp.study_report import across_seeds  # study_report imports this module
 
     not_run = [r["run"] for r in records if r.get("not_run")]
     knob = [knob_row(r) for r in records if r["run"] in DISCOVERY_KNOB and not r.get("not_run")]
-    points = [p for r in records if not r.get("not_run") and (p := run_point(r, DISCOVERY_HELD_OUT_SEEDS))]
+    every = [p for r in records if not r.get("not_run") and (p := run_point(r, DISCOVERY_HELD_OUT_SEEDS))]
+    # The law is fitted at the grid's temperatures; the runs of the two declared checks below are not in it.
+    t_runs = {(b, float(t)) for t, bases in DISCOVERY_CHECK_TEMPERATURES.items() for b in bases}
+    t_points = [p for p in every if (p["base"], p["temperature"]) in t_runs]
+    et_runs = {(b, float(t)) for b, t in DISCOVERY_TEMPERATURE_LAW_CHECK}
+    et_points = [p for p in every if (p["base"], p["temperature"]) in et_runs]
+    points = [p for p in every if p not in t_points and p not in et_points]
     # E alone describes the specific bases: those that sample MANUAL_REVIEW more often where it is rewarded
     # than where it is penalised (E >= E_other); the others are checked against it below.
     specific = [p for p in points if ratio(p) is None or ratio(p) >= 0]
@@ -309,13 +329,20 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     # the held-out seeds' check refits the law above (the same variables), without them
     check_fits = {level_name(lv): refit(choice[level_name(lv)], seen, lv) for lv in LEVELS}
     checked = check(check_fits, held)
-    # The temperature check: the runs at the temperatures declared for it, predicted by the law refitted on the
-    # runs at every other temperature (the same variables).
-    new_t = {float(t) for t in DISCOVERY_CHECK_TEMPERATURES}
-    t_points = [p for p in points if p["temperature"] in new_t]
-    temperature_fits = {level_name(lv): refit(choice[level_name(lv)], [p for p in points if p not in t_points], lv)
-                        for lv in LEVELS} if t_points else {}
+    # The temperature check: the runs at the temperatures declared for it, predicted by the law (fitted on the
+    # runs at the grid's temperatures only).
+    temperature_fits = fits if t_points else {}
     t_checked = check(temperature_fits, t_points)
+    # The law with temperature, found after the temperature check: log10(steps) on log10(E / T) over every
+    # specific run but the runs of its own declared check, which it predicts.
+    specific_every = [p for p in every if p not in et_points and (ratio(p) is None or ratio(p) >= 0)]
+    fits_et = {level_name(lv): fit(specific_every, lv, over_temperature=True) for lv in LEVELS}
+    fits_e_same_runs = {level_name(lv): fit(specific_every, lv) for lv in LEVELS}
+    et_checked = check(fits_et, et_points)
+    residual_by_temperature_et = [
+        {"level": name, "temperature": t, **across_seeds([f["residuals"][p["run"]] for p in specific_every
+                                                          if p["temperature"] == t and p["run"] in f["residuals"]])}
+        for name, f in fits_et.items() if f.get("fitted") for t in sorted({p["temperature"] for p in specific_every})]
     # The law on E alone, applied to every run it was not fitted on (E < E_other) and to every run that did not
     # reach a level: a run that took longer than the top of the 95% prediction interval (or never got there
     # within steps past it) is one E alone does not explain.
@@ -323,7 +350,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     for name, f in fits_e.items():
         if not f.get("fitted"):
             continue
-        for p in points:
+        for p in every:
             measured = p["steps"].get(name)
             if p["run"] in f["runs"] or measured == 0:
                 continue
@@ -333,9 +360,9 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
                                     "measured": measured, "ran_steps": p["max_step"], "predicted": e_only["steps"],
                                     "high": e_only["high"]})
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    for p in points:
+    for p in every:
         groups.setdefault((p["base"], p["temperature"]), []).append(p)
-    budget = max((p["budget"] for p in points), default=0)
+    budget = max((p["budget"] for p in every), default=0)
     grid = list(range(0, budget + 1, 10))
     cells = []
     for (base, temperature), ps in sorted(groups.items(), key=lambda kv: (kv[0][1], statistics_mean(
@@ -346,13 +373,17 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "base": base, "temperature": temperature, "seeds": sorted(p["seed"] for p in ps), "n": len(ps),
             "p_mr_vip": statistics_mean([p["p_mr_vip"] for p in ps]),
             "p_mr_other": statistics_mean([p["p_mr_other"] for p in ps]),
+            "p_mr_vip_at_1": statistics_mean([p.get("p_mr_vip_at_1") for p in ps]),
+            "p_mr_other_at_1": statistics_mean([p.get("p_mr_other_at_1") for p in ps]),
             "e_vip": statistics_mean([p["e_vip"] for p in ps]),
             "steps": {k: [p["steps"][k] for p in ps] for k in fits},
             "samples": {k: [p["samples"][k] for p in ps] for k in fits},
             "mean_curve": mean_curve})
     # Rewarded escalations GRPO sampled before discovery: if the law is steps ~ N / E, N is about constant.
-    n50 = [p["samples"]["50%"] for p in specific if p["samples"]["50%"] is not None]
-    n50_other = [p["samples"]["50%"] for p in points if p not in specific and p["samples"]["50%"] is not None]
+    # (every run, the checks' too: the count does not depend on the temperature the way steps do)
+    is_specific = [ratio(p) is None or ratio(p) >= 0 for p in every]
+    n50 = [p["samples"]["50%"] for p, sp in zip(every, is_specific) if sp and p["samples"]["50%"] is not None]
+    n50_other = [p["samples"]["50%"] for p, sp in zip(every, is_specific) if not sp and p["samples"]["50%"] is not None]
     # Does the law differ between sampling temperatures? The residuals of the one fit, per temperature.
     by_temperature = []
     for name, f in fits.items():
@@ -361,8 +392,10 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
         for t in sorted({p["temperature"] for p in points}):
             rs = [f["residuals"][p["run"]] for p in points if p["temperature"] == t and p["run"] in f["residuals"]]
             by_temperature.append({"level": name, "temperature": t, **across_seeds(rs)})
-    return {"points": points, "knob": knob, "fits": fits, "fits_e": fits_e, "fits_specific": fits_specific,
-            "check_fits": check_fits, "check": checked, "unexplained": unexplained,
+    return {"points": every, "law_runs": len(points), "knob": knob, "fits": fits, "fits_e": fits_e,
+            "fits_specific": fits_specific, "check_fits": check_fits, "check": checked, "unexplained": unexplained,
+            "fits_e_over_t": fits_et, "fits_e_same_runs": fits_e_same_runs, "temperature_law_check": et_checked,
+            "residual_by_temperature_e_over_t": residual_by_temperature_et,
             "residual_by_temperature": by_temperature,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
             "temperature_fits": temperature_fits, "temperature_check": t_checked,
@@ -396,7 +429,9 @@ def law_file(results_: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
                     "MANUAL_REVIEW completions sampled per optimizer step on rule (other) prompts (probe); "
                     "`variables` per level says which",
             "fits": results_["fits"], "study_commit": meta.get("baseline_commit"), "command": meta.get("command"),
-            "runs": len(results_["points"])}
+            "runs": results_["law_runs"],
+            "temperatures": sorted({p["temperature"] for p in results_["points"]
+                                    if any(p["run"] in f.get("runs", []) for f in results_["fits"].values())})}
 
 
 def plot(results_: dict[str, Any]):
@@ -482,7 +517,8 @@ def render(results_: dict[str, Any]) -> list[str]:
              "prompt), measured by the probe on the run's base and training rows at the run's sampling temperature. "
              "Steps to a level: the first validation point (every 10 steps, 32 VIP rows of the held-out slice) with "
              "VIP accuracy at or above it. OLS of log10(steps) on log10(E) over every run that reached the level "
-             "(seeds are replicates; 95% intervals from the t distribution).", ""]
+             "(seeds are replicates; 95% intervals from the t distribution), at the grid's sampling temperatures "
+             "(the runs of the two temperature checks below are not in it).", ""]
     rows = []
     for kind, fits_ in ((VARIABLES[("log10_e",)], results_["fits_e"]),
                         (VARIABLES[("log10_e", "log10_ratio")], results_["fits_specific"])):
@@ -505,7 +541,7 @@ def render(results_: dict[str, Any]) -> list[str]:
               f"bases (E >= E_other): geometric mean {n(s['geometric_mean'])} [95% CI {n(s['ci95_low'])}, "
               f"{n(s['ci95_high'])}] over {s['n']} runs (min {n(s['min'])}, max {n(s['max'])}); the others: "
               f"{n(o['geometric_mean'])} over {o['n']} runs (min {n(o['min'])}, max {n(o['max'])}).", ""]
-    lines += ["## One law for both temperatures?", "",
+    lines += ["## One law for both grid temperatures?", "",
               "Residuals of the fit (log10 steps: measured minus law) by the run's sampling temperature; an interval "
               "away from 0 says the temperature matters beyond what it does to E.", ""]
     lines += (table(["level", "temperature", "runs", "mean residual [95% CI]", "as a factor on steps"],
@@ -537,12 +573,46 @@ def render(results_: dict[str, Any]) -> list[str]:
         lines += ["", f"## Prediction check (temperature {', '.join(temps)}, declared before it ran; fit without it)",
                   "",
                   "VIP-specific bases sampled below temperature 1, where they sample MANUAL_REVIEW on rule prompts more "
-                  "rarely than any run at 1 or 1.5; predicted by the law refitted on the runs at every other "
-                  f"temperature. Inside the 95% prediction interval: {sum(1 for c in t_rows if c['inside'])} of "
+                  "rarely than any run at 1 or 1.5; predicted by the law (fitted at the grid's temperatures). "
+                  f"Inside the 95% prediction interval: {sum(1 for c in t_rows if c['inside'])} of "
                   f"{sum(1 for c in t_rows if c['inside'] is not None)} ("
                   f"{sum(1 for c in t_rows if c['inside'] and c['predicted'] is None)} of them predicted \"not within "
                   "the budget\", and not reached).", ""]
         lines += check_table(t_rows)
+    et = results_.get("fits_e_over_t") or {}
+    if any(f.get("fitted") for f in et.values()):
+        lines += ["", "## Temperature in the law: E / T (found after the temperature check)", "",
+                  "log10(steps) on log10(E / T), T the sampling temperature, against log10(E) alone, both over every "
+                  "specific run (E >= E_other) at every temperature but the runs of the check below. TRL scores "
+                  "completions with log-probabilities of logits divided by T, so each sampled reward moves the logits "
+                  "about 1/T as far: E / T is the rewarded push per step. This variable was chosen after the "
+                  "temperature check's runs were seen; the check below was declared before its runs.", ""]
+        rows = []
+        for kind, fits_ in (("E / T", et), ("E", results_["fits_e_same_runs"])):
+            for name, f in fits_.items():
+                rows.append([name, kind, f["n"], *(
+                    [f"{f[k]:.3f} [{f[k + '_ci95'][0]:.3f}, {f[k + '_ci95'][1]:.3f}]" for k in "ab"]
+                    + [f"{f['r2']:.2f}", f"{math.sqrt(f['scale']):.3f}"] if f.get("fitted") else
+                    ["n/a", "n/a", "n/a", f.get("why")])])
+        lines += table(["level", "variable", "runs fitted", "a [95% CI]", "slope [95% CI]", "R^2",
+                        "residual sd (log10 steps)"], rows)
+        lines += ["", "Its residuals by sampling temperature:", ""]
+        lines += table(["level", "temperature", "runs", "mean residual [95% CI]", "as a factor on steps"],
+                       [[r["level"], f"{r['temperature']:g}", r["n"],
+                         "n/a" if r["mean"] is None else f"{r['mean']:+.3f}" + (
+                             "" if r["ci95_low"] is None else f" [{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]"),
+                         "n/a" if r["mean"] is None else f"{10 ** r['mean']:.2f}"]
+                        for r in results_["residual_by_temperature_e_over_t"]])
+        et_rows = results_.get("temperature_law_check") or []
+        lines += ["", "## Prediction check of the law with temperature (declared before its runs; fit without them)",
+                  ""]
+        if et_rows:
+            lines += [f"Inside the 95% prediction interval: {sum(1 for c in et_rows if c['inside'])} of "
+                      f"{sum(1 for c in et_rows if c['inside'] is not None)}. Column E: the run's E (the law reads "
+                      "E / T).", ""]
+            lines += check_table(et_rows)
+        else:
+            lines += ["Not yet run."]
     lines += ["", "## Which law: leave one base out", "",
               "For each base a candidate law was fitted on, the candidate refitted without that base's runs (every "
               "seed and temperature) predicts them. Per level the law is the candidate with the smaller mean "
@@ -560,11 +630,14 @@ def render(results_: dict[str, Any]) -> list[str]:
     lines += ["", "## Bases", "",
               "Per base and temperature: the probe's P(MANUAL_REVIEW) on rule and on other training prompts and E "
               "(one base per prior, shared by the seeds: base.seed 42; seed is GRPO's), and each seed's steps to "
-              "50% / 90% validation VIP accuracy.", ""]
-    lines += table(["base", "temperature", "seeds", "P(MR \\| rule prompt)", "P(MR \\| other)", "E", "steps to 50%",
-                    "steps to 90%", "sampled MR on rule prompts by 50%"],
+              "50% / 90% validation VIP accuracy. The base at 1.0 says which base a run had: the temperature checks "
+              "rebuilt their bases on another CPU than the grid's, and near the knob's threshold that gives another "
+              "base from the same prior (docs/reproducibility.md).", ""]
+    lines += table(["base", "temperature", "seeds", "P(MR \\| rule prompt)", "P(MR \\| other)", "the base at 1.0: P(MR \\| rule), "
+                    "P(MR \\| other)", "E", "steps to 50%", "steps to 90%", "sampled MR on rule prompts by 50%"],
                    [[c["base"], f"{c['temperature']:g}", ", ".join(map(str, c["seeds"])), n(c["p_mr_vip"]),
-                     n(c["p_mr_other"]), n(c["e_vip"]), ", ".join(steps(x) for x in c["steps"]["50%"]),
+                     n(c["p_mr_other"]), f"{n(c.get('p_mr_vip_at_1'))}, {n(c.get('p_mr_other_at_1'))}", n(c["e_vip"]),
+                     ", ".join(steps(x) for x in c["steps"]["50%"]),
                      ", ".join(steps(x) for x in c["steps"]["90%"]),
                      ", ".join(n(x, ".0f") for x in c["samples"]["50%"])] for c in results_["cells"]])
     lines += ["", "## The knob's fine steps (probed, not trained with GRPO)", "",
