@@ -230,7 +230,11 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             "validation VIP accuracy held >= 90% at 3 points in a row. The law: steps to 50% / 90% validation VIP "
             "accuracy against the expected MANUAL_REVIEW completions sampled per step on rule prompts (stage "
             f"probe). Seed {', '.join(map(str, DISCOVERY_HELD_OUT_SEEDS))} is held out of the fit and "
-            f"predicted. Last, {len(DISCOVERY_KNOB)} bases between the grid's VIP shares, probed only (the knob's "
+            "predicted. Then two checks, each declared before its runs: the VIP 0.3 base at temperatures "
+            f"{', '.join(DISCOVERY_CHECK_TEMPERATURES)} (predicted by the law in E) and "
+            f"{', '.join(f'{b} at {t}' for b, t in DISCOVERY_TEMPERATURE_LAW_CHECK)} (predicted by the law in E / T, "
+            f"fitted on every specific run before them). Last, {len(DISCOVERY_KNOB)} bases between the grid's VIP "
+            "shares, probed only (the knob's "
             "fine steps). The test set is not read.",
             discovery_runs(), ("probe", "grpo"), ("probe",), ("grpo",),
             run_stages={knob: ("probe",) for knob in DISCOVERY_KNOB}, partial=True),
