@@ -339,10 +339,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     fits_et = {level_name(lv): fit(specific_every, lv, over_temperature=True) for lv in LEVELS}
     fits_e_same_runs = {level_name(lv): fit(specific_every, lv) for lv in LEVELS}
     et_checked = check(fits_et, et_points)
-    residual_by_temperature_et = [
-        {"level": name, "temperature": t, **across_seeds([f["residuals"][p["run"]] for p in specific_every
-                                                          if p["temperature"] == t and p["run"] in f["residuals"]])}
-        for name, f in fits_et.items() if f.get("fitted") for t in sorted({p["temperature"] for p in specific_every})]
+    residual_by_temperature_et = residuals_by_temperature(fits_et, specific_every)
     # The law on E alone, applied to every run it was not fitted on (E < E_other) and to every run that did not
     # reach a level: a run that took longer than the top of the 95% prediction interval (or never got there
     # within steps past it) is one E alone does not explain.
@@ -385,13 +382,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     n50 = [p["samples"]["50%"] for p, sp in zip(every, is_specific) if sp and p["samples"]["50%"] is not None]
     n50_other = [p["samples"]["50%"] for p, sp in zip(every, is_specific) if not sp and p["samples"]["50%"] is not None]
     # Does the law differ between sampling temperatures? The residuals of the one fit, per temperature.
-    by_temperature = []
-    for name, f in fits.items():
-        if not f.get("fitted"):
-            continue
-        for t in sorted({p["temperature"] for p in points}):
-            rs = [f["residuals"][p["run"]] for p in points if p["temperature"] == t and p["run"] in f["residuals"]]
-            by_temperature.append({"level": name, "temperature": t, **across_seeds(rs)})
+    by_temperature = residuals_by_temperature(fits, points)
     return {"points": every, "law_runs": len(points), "knob": knob, "fits": fits, "fits_e": fits_e,
             "fits_specific": fits_specific, "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "fits_e_over_t": fits_et, "fits_e_same_runs": fits_e_same_runs, "temperature_law_check": et_checked,
@@ -404,6 +395,17 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "check_by_base_n": sum(1 for c in by_base if c["inside"] is not None),
             "cells": cells, "grid": grid, "not_run": not_run, "budget": budget,
             "samples_to_50": geometric_summary(n50), "samples_to_50_other": geometric_summary(n50_other)}
+
+
+def residuals_by_temperature(fits: dict[str, dict[str, Any]], points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per fitted level and sampling temperature: the mean residual (log10 steps) of the runs fitted, with its
+    t-interval over them."""
+    from fincorp.study_report import across_seeds  # study_report imports this module
+
+    return [{"level": name, "temperature": t,
+             **across_seeds([f["residuals"][p["run"]] for p in points
+                             if p["temperature"] == t and p["run"] in f["residuals"]])}
+            for name, f in fits.items() if f.get("fitted") for t in sorted({p["temperature"] for p in points})]
 
 
 def statistics_mean(xs: Sequence[float | None]) -> float | None:
@@ -492,6 +494,16 @@ def plot(results_: dict[str, Any]):
     return fig
 
 
+def residual_table(rows: list[dict[str, Any]]) -> list[str]:
+    from fincorp.report import table
+
+    return table(["level", "temperature", "runs", "mean residual [95% CI]", "as a factor on steps"],
+                 [[r["level"], f"{r['temperature']:g}", r["n"],
+                   "n/a" if r["mean"] is None else f"{r['mean']:+.3f}" + (
+                       "" if r["ci95_low"] is None else f" [{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]"),
+                   "n/a" if r["mean"] is None else f"{10 ** r['mean']:.2f}"] for r in rows])
+
+
 def render(results_: dict[str, Any]) -> list[str]:
     from fincorp.report import table
 
@@ -544,12 +556,7 @@ def render(results_: dict[str, Any]) -> list[str]:
     lines += ["## One law for both grid temperatures?", "",
               "Residuals of the fit (log10 steps: measured minus law) by the run's sampling temperature; an interval "
               "away from 0 says the temperature matters beyond what it does to E.", ""]
-    lines += (table(["level", "temperature", "runs", "mean residual [95% CI]", "as a factor on steps"],
-                    [[r["level"], f"{r['temperature']:g}", r["n"],
-                      "n/a" if r["mean"] is None else f"{r['mean']:+.3f}" + (
-                          "" if r["ci95_low"] is None else f" [{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]"),
-                      "n/a" if r["mean"] is None else f"{10 ** r['mean']:.2f}"]
-                     for r in results_["residual_by_temperature"]])
+    lines += (residual_table(results_["residual_by_temperature"])
               if results_["residual_by_temperature"] else ["No fit yet."])
     lines += ["", "## Where E alone fails", "",
               "The law on E alone is fitted on the specific bases (E >= E_other: MANUAL_REVIEW sampled more often per "
@@ -597,12 +604,7 @@ def render(results_: dict[str, Any]) -> list[str]:
         lines += table(["level", "variable", "runs fitted", "a [95% CI]", "slope [95% CI]", "R^2",
                         "residual sd (log10 steps)"], rows)
         lines += ["", "Its residuals by sampling temperature:", ""]
-        lines += table(["level", "temperature", "runs", "mean residual [95% CI]", "as a factor on steps"],
-                       [[r["level"], f"{r['temperature']:g}", r["n"],
-                         "n/a" if r["mean"] is None else f"{r['mean']:+.3f}" + (
-                             "" if r["ci95_low"] is None else f" [{r['ci95_low']:+.3f}, {r['ci95_high']:+.3f}]"),
-                         "n/a" if r["mean"] is None else f"{10 ** r['mean']:.2f}"]
-                        for r in results_["residual_by_temperature_e_over_t"]])
+        lines += residual_table(results_["residual_by_temperature_e_over_t"])
         et_rows = results_.get("temperature_law_check") or []
         lines += ["", "## Prediction check of the law with temperature (declared before its runs; fit without them)",
                   ""]
