@@ -157,7 +157,8 @@ def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     checks = {r: o for r, o in spec.runs.items() if r.rsplit("-t", 1)[0] in study.DISCOVERY_CHECK_TEMPERATURES.get(
         o.get("grpo.temperature"), ())}
     law_checks = {r: o for r, o in spec.runs.items()
-                  if (r.rsplit("-t", 1)[0], o.get("grpo.temperature")) in study.DISCOVERY_TEMPERATURE_LAW_CHECK}
+                  if (r.rsplit("-t", 1)[0], o.get("grpo.temperature")) in (*study.DISCOVERY_TEMPERATURE_LAW_CHECK,
+                                                                           *study.DISCOVERY_LOW_TEMPERATURE_CHECK)}
     runs = {r: o for r, o in spec.runs.items() if r not in knob and r not in checks and r not in law_checks}
     bases = {r.rsplit("-t", 1)[0] for r in runs}
     assert sum(b.startswith("vip-") for b in bases) >= 4 and sum(b.startswith("mr-") for b in bases) >= 3
@@ -174,12 +175,15 @@ def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     assert spec.targets == ("probe", "grpo") and spec.partial
     # the temperature check: after the grid, VIP-specific bases only, below the grid's temperatures, 3 seeds each,
     # the recipe otherwise the grid's
-    # then the check of the law with temperature, declared after it, then the knob
+    # then the checks of the law with temperature, each declared after the one before, then the knob
     order = list(spec.runs)
     assert order[len(runs):len(runs) + len(checks)] == list(checks) and len(checks) >= 6
     assert order[len(runs) + len(checks):len(runs) + len(checks) + len(law_checks)] == list(law_checks)
     assert all(r.startswith("vip-") and float(o["grpo.temperature"]) < 1.0 for r, o in checks.items())
-    assert len(law_checks) == 3 * len(study.DISCOVERY_TEMPERATURE_LAW_CHECK)
+    assert len(law_checks) == 3 * len(study.DISCOVERY_TEMPERATURE_LAW_CHECK + study.DISCOVERY_LOW_TEMPERATURE_CHECK)
+    # the low-temperature check: below every temperature run before it
+    assert all(float(t) < min(float(t) for t in study.DISCOVERY_CHECK_TEMPERATURES)
+               for _, t in study.DISCOVERY_LOW_TEMPERATURE_CHECK)
     for group in (checks, law_checks):
         assert {o["seed"] for o in group.values()} == {str(s) for s in study.DISCOVERY_SEEDS}
         assert all({k: v for k, v in o.items() if k not in ("grpo.temperature", "seed")}

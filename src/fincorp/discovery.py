@@ -120,6 +120,13 @@ def ratio(p: dict[str, Any]) -> float | None:
     return math.log10(e / o) if e and o and e > 0 and o > 0 else None
 
 
+def is_specific(p: dict[str, Any]) -> bool:
+    """A base that samples MANUAL_REVIEW at least as often where it is rewarded as where it is penalised
+    (E >= E_other), or whose E_other is unknown."""
+    r = ratio(p)
+    return r is None or r >= 0
+
+
 def ratio_range(points: Sequence[dict[str, Any]]) -> list[float] | None:
     rs = [r for p in points if (r := ratio(p)) is not None]
     return [min(rs), max(rs)] if rs else None
@@ -265,7 +272,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     import numpy as np
 
     from fincorp.study import (DISCOVERY_CHECK_TEMPERATURES, DISCOVERY_HELD_OUT_SEEDS, DISCOVERY_KNOB,
-                               DISCOVERY_TEMPERATURE_LAW_CHECK)
+                               DISCOVERY_LOW_TEMPERATURE_CHECK, DISCOVERY_TEMPERATURE_LAW_CHECK)
     from fincorp.study_report import across_seeds  # study_report imports this module
 
     not_run = [r["run"] for r in records if r.get("not_run")]
@@ -276,10 +283,12 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     t_points = [p for p in every if (p["base"], p["temperature"]) in t_runs]
     et_runs = {(b, float(t)) for b, t in DISCOVERY_TEMPERATURE_LAW_CHECK}
     et_points = [p for p in every if (p["base"], p["temperature"]) in et_runs]
-    points = [p for p in every if p not in t_points and p not in et_points]
+    lt_runs = {(b, float(t)) for b, t in DISCOVERY_LOW_TEMPERATURE_CHECK}
+    lt_points = [p for p in every if (p["base"], p["temperature"]) in lt_runs]
+    points = [p for p in every if p not in t_points and p not in et_points and p not in lt_points]
     # E alone describes the specific bases: those that sample MANUAL_REVIEW more often where it is rewarded
     # than where it is penalised (E >= E_other); the others are checked against it below.
-    specific = [p for p in points if ratio(p) is None or ratio(p) >= 0]
+    specific = [p for p in points if is_specific(p)]
     # Two candidate laws per level: E alone on the specific bases, and E with specificity on every run (it
     # needs 3 runs that reached the level on each side of E = E_other).
     candidates = {"E": lambda subset, lv: fit([p for p in subset if p in specific], lv),
@@ -335,11 +344,16 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     t_checked = check(temperature_fits, t_points)
     # The law with temperature, found after the temperature check: log10(steps) on log10(E / T) over every
     # specific run but the runs of its own declared check, which it predicts.
-    specific_every = [p for p in every if p not in et_points and (ratio(p) is None or ratio(p) >= 0)]
+    specific_every = [p for p in every if p not in et_points and p not in lt_points and is_specific(p)]
     fits_et = {level_name(lv): fit(specific_every, lv, over_temperature=True) for lv in LEVELS}
     fits_e_same_runs = {level_name(lv): fit(specific_every, lv) for lv in LEVELS}
     et_checked = check(fits_et, et_points)
     residual_by_temperature_et = residuals_by_temperature(fits_et, specific_every)
+    # The low-temperature check: the law in E / T refitted on every specific run before it (the check above
+    # included) predicts it.
+    specific_before_lt = [p for p in every if p not in lt_points and is_specific(p)]
+    fits_et_refit = {level_name(lv): fit(specific_before_lt, lv, over_temperature=True) for lv in LEVELS}
+    lt_checked = check(fits_et_refit, lt_points)
     # The law on E alone, applied to every run it was not fitted on (E < E_other) and to every run that did not
     # reach a level: a run that took longer than the top of the 95% prediction interval (or never got there
     # within steps past it) is one E alone does not explain.
@@ -378,14 +392,14 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "mean_curve": mean_curve})
     # Rewarded escalations GRPO sampled before discovery: if the law is steps ~ N / E, N is about constant.
     # (every run, the checks' too: the count does not depend on the temperature the way steps do)
-    is_specific = [ratio(p) is None or ratio(p) >= 0 for p in every]
-    n50 = [p["samples"]["50%"] for p, sp in zip(every, is_specific) if sp and p["samples"]["50%"] is not None]
-    n50_other = [p["samples"]["50%"] for p, sp in zip(every, is_specific) if not sp and p["samples"]["50%"] is not None]
+    n50 = [p["samples"]["50%"] for p in every if is_specific(p) and p["samples"]["50%"] is not None]
+    n50_other = [p["samples"]["50%"] for p in every if not is_specific(p) and p["samples"]["50%"] is not None]
     # Does the law differ between sampling temperatures? The residuals of the one fit, per temperature.
     by_temperature = residuals_by_temperature(fits, points)
     return {"points": every, "law_runs": len(points), "knob": knob, "fits": fits, "fits_e": fits_e,
             "fits_specific": fits_specific, "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "fits_e_over_t": fits_et, "fits_e_same_runs": fits_e_same_runs, "temperature_law_check": et_checked,
+            "fits_e_over_t_refit": fits_et_refit, "low_temperature_check": lt_checked,
             "residual_by_temperature_e_over_t": residual_by_temperature_et,
             "residual_by_temperature": by_temperature,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
@@ -613,6 +627,20 @@ def render(results_: dict[str, Any]) -> list[str]:
                       f"{sum(1 for c in et_rows if c['inside'] is not None)}. Column E: the run's E (the law reads "
                       "E / T).", ""]
             lines += check_table(et_rows)
+        else:
+            lines += ["Not yet run."]
+        lt_rows = results_.get("low_temperature_check") or []
+        lines += ["", "## Prediction check at low temperature (declared before its runs; the law in E / T refitted on "
+                  "every specific run before them)", ""]
+        refit_rows = [[name, f["n"], *([f"{f[k]:.3f} [{f[k + '_ci95'][0]:.3f}, {f[k + '_ci95'][1]:.3f}]" for k in "ab"]
+                                       + [f"{f['r2']:.2f}"] if f.get("fitted") else ["n/a", "n/a", f.get("why")])]
+                      for name, f in (results_.get("fits_e_over_t_refit") or {}).items()]
+        lines += table(["level", "runs fitted", "a [95% CI]", "slope [95% CI]", "R^2"], refit_rows) + [""]
+        if lt_rows:
+            lines += [f"Inside the 95% prediction interval: {sum(1 for c in lt_rows if c['inside'])} of "
+                      f"{sum(1 for c in lt_rows if c['inside'] is not None)}. Column E: the run's E (the law reads "
+                      "E / T).", ""]
+            lines += check_table(lt_rows)
         else:
             lines += ["Not yet run."]
     lines += ["", "## Which law: leave one base out", "",

@@ -150,6 +150,11 @@ DISCOVERY_CHECK_TEMPERATURES = {"0.7": ("vip-0.3",), "0.5": ("vip-0.3",), "0.3":
 # log10(E / T), fitted on every specific run before them) predicts another base below 1 and the VIP 0.3 base
 # above the grid's temperatures.
 DISCOVERY_TEMPERATURE_LAW_CHECK = (("vip-0.4", "0.5"), ("vip-0.3", "2.0"))
+# Declared after that check and before these runs: the law in E / T, refitted on every specific run before them
+# (that check's included), predicts the VIP 0.3 base sampled at 0.2 and 0.1, where E / T is 2.8 and 5.1 but
+# most of P(MR | rule prompt) sits on the few rule prompts whose greedy answer is already MANUAL_REVIEW (a group
+# of 8 identical rewards carries no GRPO advantage): the low-temperature check (docs/studies.md).
+DISCOVERY_LOW_TEMPERATURE_CHECK = (("vip-0.3", "0.2"), ("vip-0.3", "0.1"))
 
 
 def discovery_runs() -> dict[str, dict[str, str]]:
@@ -173,8 +178,8 @@ def discovery_runs() -> dict[str, dict[str, str]]:
             for base in bases:
                 runs[f"{base}-t{t}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base], "grpo.temperature": t,
                                                 "seed": str(seed)}
-    for seed in DISCOVERY_SEEDS:  # then the check of the law with temperature
-        for base, t in DISCOVERY_TEMPERATURE_LAW_CHECK:
+    for seed in DISCOVERY_SEEDS:  # then the check of the law with temperature, then the low-temperature check
+        for base, t in (*DISCOVERY_TEMPERATURE_LAW_CHECK, *DISCOVERY_LOW_TEMPERATURE_CHECK):
             runs[f"{base}-t{t}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base], "grpo.temperature": t,
                                             "seed": str(seed)}
     for knob, overrides in DISCOVERY_KNOB.items():  # last: probe only (stage probe, via run_stages)
@@ -230,10 +235,12 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             "validation VIP accuracy held >= 90% at 3 points in a row. The law: steps to 50% / 90% validation VIP "
             "accuracy against the expected MANUAL_REVIEW completions sampled per step on rule prompts (stage "
             f"probe). Seed {', '.join(map(str, DISCOVERY_HELD_OUT_SEEDS))} is held out of the fit and "
-            "predicted. Then two checks, each declared before its runs: the VIP 0.3 base at temperatures "
-            f"{', '.join(DISCOVERY_CHECK_TEMPERATURES)} (predicted by the law in E) and "
+            "predicted. Then three checks, each declared before its runs: the VIP 0.3 base at temperatures "
+            f"{', '.join(DISCOVERY_CHECK_TEMPERATURES)} (predicted by the law in E), "
             f"{', '.join(f'{b} at {t}' for b, t in DISCOVERY_TEMPERATURE_LAW_CHECK)} (predicted by the law in E / T, "
-            f"fitted on every specific run before them). Last, {len(DISCOVERY_KNOB)} bases between the grid's VIP "
+            "fitted on every specific run before them) and "
+            f"{', '.join(f'{b} at {t}' for b, t in DISCOVERY_LOW_TEMPERATURE_CHECK)} (the law in E / T refitted "
+            f"with the second check's runs). Last, {len(DISCOVERY_KNOB)} bases between the grid's VIP "
             "shares, probed only (the knob's "
             "fine steps). The test set is not read.",
             discovery_runs(), ("probe", "grpo"), ("probe",), ("grpo",),
