@@ -289,7 +289,7 @@ def test_probe_command_measures_and_predicts(tiny_workspace, tmp_path):
     assert total <= 1 + 1e-9  # four disjoint answers
     expected = record["prompts_per_step"] * record["num_generations"] * record["vip_share"] * m["p_mr_vip"]
     assert m["expected_vip_escalations_per_step"] == pytest.approx(expected)
-    assert "law: steps to 50% validation VIP accuracy" in result.output
+    assert "law in E: steps to 50% validation VIP accuracy" in result.output
     first = out.read_bytes()
     assert CliRunner().invoke(main, args).exit_code == 0 and out.read_bytes() == first  # reproducible
     missing = CliRunner().invoke(main, [*args, "--law", str(tmp_path / "nope.json")])
@@ -431,6 +431,9 @@ def test_the_law_with_temperature_reads_e_over_t_and_is_checked_on_its_declared_
                                         steps(0.1, float(t_check), rng.gauss(0, 0.03))))
     records.append(discovery_record(f"{et_base}-t{et_t}-s42", 42, float(et_t), 0.15, steps(0.15, float(et_t))))
     records.append(discovery_record(f"{et_base}-t{et_t}-s43", 43, float(et_t), 0.15, 8 * steps(0.15, float(et_t))))
+    (lt_base, lt_t), *_ = study.DISCOVERY_LOW_TEMPERATURE_CHECK
+    records.append(discovery_record(f"{lt_base}-t{lt_t}-s42", 42, float(lt_t), 0.03, steps(0.03, float(lt_t))))
+    records.append(discovery_record(f"{lt_base}-t{lt_t}-s43", 43, float(lt_t), 0.03, 3 * steps(0.03, float(lt_t))))
     results = study_report.write(tmp_path, "discovery", records, {"baseline_commit": "abc", "command": "c"})
     et, e = results["fits_e_over_t"]["50%"], results["fits_e_same_runs"]["50%"]
     assert et["variables"] == ["log10_e_over_t"] and abs(et["b"] + 1.0) < 0.15 and et["r2"] > e["r2"]
@@ -442,5 +445,43 @@ def test_the_law_with_temperature_reads_e_over_t_and_is_checked_on_its_declared_
     assert "needs the sampling temperature" in discovery.predict_one(et, 2.0, 960)["text"]
     assert discovery.predict_one(et, 2.0, 960, temperature=0.5)["steps"] == pytest.approx(
         discovery.predict_one(et, 4.0, 960, temperature=1.0)["steps"])
+    # the low-temperature check: predicted by the law in E / T refitted with the check before it, never fitted
+    refit = results["fits_e_over_t_refit"]["50%"]
+    assert f"{et_base}-t{et_t}-s42" in refit["runs"] and f"{lt_base}-t{lt_t}-s42" not in refit["runs"]
+    rows = {(r["run"], r["level"]): r for r in results["low_temperature_check"]}
+    assert rows[(f"{lt_base}-t{lt_t}-s42", "50%")]["inside"] and not rows[(f"{lt_base}-t{lt_t}-s43", "50%")]["inside"]
+    # law.json: the law in E at the grid's temperatures, and the law in E / T on every specific run with the
+    # record of its declared checks
+    law = json.loads((tmp_path / "law.json").read_text())
+    assert law["temperatures"] == [1.0, 1.5] and law["e_over_t"]["temperatures"][0] == float(lt_t)
+    assert f"{lt_base}-t{lt_t}-s43" in law["e_over_t"]["fits"]["50%"]["runs"]
+    declared = [*results["temperature_law_check"], *results["low_temperature_check"]]
+    assert law["e_over_t"]["checks"] == {"inside": sum(1 for c in declared if c["inside"]),
+                                         "n": sum(1 for c in declared if c["inside"] is not None)}
     md = (tmp_path / "results.md").read_text()
     assert "## Temperature in the law: E / T" in md and "## Prediction check of the law with temperature" in md
+    assert "## Prediction check at low temperature" in md
+
+
+def test_the_probe_predicts_with_the_law_in_e_only_at_its_temperatures_and_with_e_over_t_at_any():
+    law_e = discovery.fit(synthetic_points(2.6, -1.0, 0.05), 0.5)
+    points = [{**p, "temperature": t, "run": f"{p['run']}-t{t}", "e_vip": p["e_vip"] * t}
+              for p in synthetic_points(2.6, -1.0, 0.05) for t in (0.5, 1.0)]
+    law_et = discovery.fit(points, 0.5, over_temperature=True)
+    law = {"fits": {"50%": law_e}, "temperatures": [1.0, 1.5],
+           "e_over_t": {"fits": {"50%": law_et}, "temperatures": [0.5, 1.0], "checks": {"inside": 3, "n": 4}}}
+
+    def lines(t, e=1.0):
+        return discovery.prediction_lines(law, {"temperature": t, "expected_vip_escalations_per_step": e,
+                                                "expected_other_escalations_per_step": e / 100}, 960)
+
+    at_grid, below = lines(1.5), lines(0.5)
+    assert at_grid[0].startswith("  law in E: steps to 50% validation VIP accuracy: ") and "steps" in at_grid[0]
+    assert "no prediction at 0.5, a temperature it was not fitted at" in below[0]
+    assert "temperatures 0.5 to 1; its declared checks put 3 of 4" in below[1]
+    # E / T: the same E at half the temperature is predicted as twice the E at the same temperature
+    assert below[2] == lines(1.0, 2.0)[2] and below[2] != lines(1.0)[2]
+    # a law file from before the law in E / T: the law in E alone, at any temperature
+    old = discovery.prediction_lines({"fits": {"50%": law_e}}, {"temperature": 0.5, "expected_vip_escalations_per_step": 1.0,
+                                                                  "expected_other_escalations_per_step": 0.01}, 960)
+    assert len(old) == 1 and old[0].startswith("  law in E: steps to 50%")

@@ -189,6 +189,31 @@ def predict(law: dict[str, Any], e_vip: float, e_other: float, budget: int) -> d
     return {name: predict_one(f, e_vip, budget, e_other) for name, f in law["fits"].items()}
 
 
+def prediction_lines(law: dict[str, Any], m: dict[str, Any], budget: int) -> list[str]:
+    """What `fincorp probe` prints from a law file (law_file) for its measurement `m` at GRPO's sampling
+    temperature: the law in E where that temperature is among those it was fitted at (else no number: below 1
+    it was 2 to 6 times too slow), then the law in E / T with the record of its declared checks."""
+    t, e, e_other = m["temperature"], m["expected_vip_escalations_per_step"], m["expected_other_escalations_per_step"]
+    temps = law.get("temperatures")
+    lines = []
+    if temps and not min(temps) - 1e-9 <= t <= max(temps) + 1e-9:
+        lines.append(f"  law in E (fitted at temperature {' and '.join(f'{x:g}' for x in temps)}): no prediction at "
+                     f"{t:g}, a temperature it was not fitted at (below 1 it put discovery 2 to 6 times too late)")
+    else:
+        for level, pred in predict(law, e, e_other, budget).items():
+            lines.append(f"  law in E: steps to {level} validation VIP accuracy: {pred['text']}")
+    et = law.get("e_over_t")
+    if et:
+        lo, hi = min(et["temperatures"]), max(et["temperatures"])
+        checks = et.get("checks") or {}
+        lines.append(f"  law in E / T (every specific run of the study, temperatures {lo:g} to {hi:g}; its declared "
+                     f"checks put {checks.get('inside', 'n/a')} of {checks.get('n', 'n/a')} predictions inside their "
+                     f"95% intervals):")
+        for level, f in et["fits"].items():
+            lines.append(f"    steps to {level} validation VIP accuracy: {predict_one(f, e, budget, e_other, t)['text']}")
+    return lines
+
+
 def check(law_fits: dict[str, dict[str, Any]], held_out: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Predicted vs measured on runs the fit did not see: per run and level, inside the 95% prediction
     interval or not (a run that did not reach the level counts as inside when the interval's low end is
@@ -354,6 +379,9 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     specific_before_lt = [p for p in every if p not in lt_points and is_specific(p)]
     fits_et_refit = {level_name(lv): fit(specific_before_lt, lv, over_temperature=True) for lv in LEVELS}
     lt_checked = check(fits_et_refit, lt_points)
+    # What the probe predicts with: the law in E / T on every specific run, the checks' included.
+    fits_et_all = {level_name(lv): fit([p for p in every if is_specific(p)], lv, over_temperature=True)
+                   for lv in LEVELS}
     # The law on E alone, applied to every run it was not fitted on (E < E_other) and to every run that did not
     # reach a level: a run that took longer than the top of the 95% prediction interval (or never got there
     # within steps past it) is one E alone does not explain.
@@ -400,6 +428,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "fits_specific": fits_specific, "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "fits_e_over_t": fits_et, "fits_e_same_runs": fits_e_same_runs, "temperature_law_check": et_checked,
             "fits_e_over_t_refit": fits_et_refit, "low_temperature_check": lt_checked,
+            "fits_e_over_t_all": fits_et_all,
             "residual_by_temperature_e_over_t": residual_by_temperature_et,
             "residual_by_temperature": by_temperature,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
@@ -441,13 +470,23 @@ def geometric_summary(xs: Sequence[float]) -> dict[str, Any]:
 
 def law_file(results_: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """What `fincorp probe` predicts with (reports/studies/discovery/law.json)."""
+    declared = [*results_["temperature_law_check"], *results_["low_temperature_check"]]
     return {"form": "log10(steps to level) = a + b * log10(E) [+ c * log10(E / E_other)], E (E_other) = expected "
                     "MANUAL_REVIEW completions sampled per optimizer step on rule (other) prompts (probe); "
                     "`variables` per level says which",
             "fits": results_["fits"], "study_commit": meta.get("baseline_commit"), "command": meta.get("command"),
             "runs": results_["law_runs"],
-            "temperatures": sorted({p["temperature"] for p in results_["points"]
-                                    if any(p["run"] in f.get("runs", []) for f in results_["fits"].values())})}
+            "temperatures": fitted_temperatures(results_["fits"], results_["points"]),
+            # log10(steps) = a + b * log10(E / T), T GRPO's sampling temperature, on every specific run; checks: its
+            # declared checks' predictions inside their 95% intervals (each fitted without that check's runs)
+            "e_over_t": {"fits": results_["fits_e_over_t_all"],
+                         "temperatures": fitted_temperatures(results_["fits_e_over_t_all"], results_["points"]),
+                         "checks": {"inside": sum(1 for c in declared if c["inside"]),
+                                    "n": sum(1 for c in declared if c["inside"] is not None)}}}
+
+
+def fitted_temperatures(fits: dict[str, dict[str, Any]], points: Sequence[dict[str, Any]]) -> list[float]:
+    return sorted({p["temperature"] for p in points if any(p["run"] in f.get("runs", []) for f in fits.values())})
 
 
 def plot(results_: dict[str, Any]):
@@ -506,6 +545,16 @@ def plot(results_: dict[str, Any]):
                  + "; open square: held-out seed; triangle: not reached (steps run)", fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def fit_table(fits: dict[str, dict[str, Any]]) -> list[str]:
+    """One fit per level: runs, intercept and slope with their 95% intervals, R^2."""
+    from fincorp.report import table
+
+    return table(["level", "runs fitted", "a [95% CI]", "slope [95% CI]", "R^2"],
+                 [[name, f["n"], *([f"{f[k]:.3f} [{f[k + '_ci95'][0]:.3f}, {f[k + '_ci95'][1]:.3f}]" for k in "ab"]
+                                   + [f"{f['r2']:.2f}"] if f.get("fitted") else ["n/a", "n/a", f.get("why")])]
+                  for name, f in fits.items()])
 
 
 def residual_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -632,10 +681,7 @@ def render(results_: dict[str, Any]) -> list[str]:
         lt_rows = results_.get("low_temperature_check") or []
         lines += ["", "## Prediction check at low temperature (declared before its runs; the law in E / T refitted on "
                   "every specific run before them)", ""]
-        refit_rows = [[name, f["n"], *([f"{f[k]:.3f} [{f[k + '_ci95'][0]:.3f}, {f[k + '_ci95'][1]:.3f}]" for k in "ab"]
-                                       + [f"{f['r2']:.2f}"] if f.get("fitted") else ["n/a", "n/a", f.get("why")])]
-                      for name, f in (results_.get("fits_e_over_t_refit") or {}).items()]
-        lines += table(["level", "runs fitted", "a [95% CI]", "slope [95% CI]", "R^2"], refit_rows) + [""]
+        lines += fit_table(results_.get("fits_e_over_t_refit") or {}) + [""]
         if lt_rows:
             lines += [f"Inside the 95% prediction interval: {sum(1 for c in lt_rows if c['inside'])} of "
                       f"{sum(1 for c in lt_rows if c['inside'] is not None)}. Column E: the run's E (the law reads "
@@ -643,6 +689,9 @@ def render(results_: dict[str, Any]) -> list[str]:
             lines += check_table(lt_rows)
         else:
             lines += ["Not yet run."]
+        lines += ["", "The law in E / T on every specific run, the checks' included (what `fincorp probe` predicts with "
+                      "at GRPO's temperature; law.json):", ""]
+        lines += fit_table(results_.get("fits_e_over_t_all") or {})
     lines += ["", "## Which law: leave one base out", "",
               "For each base a candidate law was fitted on, the candidate refitted without that base's runs (every "
               "seed and temperature) predicts them. Per level the law is the candidate with the smaller mean "

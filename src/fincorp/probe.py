@@ -17,9 +17,11 @@ samples per optimizer step on the rule's prompts (rewarded) and on the others (p
                                         x P_T(MANUAL_REVIEW | rule prompt)
 
 and the same with the other prompts. eval/probe.json holds the measurement only (it reproduces bit for
-bit, and does not depend on the GRPO budget). The prediction (steps to 50% / 90% validation VIP accuracy within the profile's GRPO budget, or
-"not within the budget") comes from the law fitted by `fincorp study discovery`
-(reports/studies/discovery/law.json) and is printed, with its 95% prediction interval.
+bit, and does not depend on the GRPO budget). The prediction (steps to 50% / 90% validation VIP accuracy
+within the profile's GRPO budget, or "not within the budget") comes from the laws fitted by `fincorp study
+discovery` (reports/studies/discovery/law.json: the law in E at the temperatures it was fitted at, and the
+law in E / T at GRPO's temperature) and is printed, with its 95% prediction interval
+(discovery.prediction_lines).
 """
 
 from __future__ import annotations
@@ -101,12 +103,9 @@ def describe(record: dict, law: dict | None, max_steps: int) -> str:
     if law is None:
         lines.append("  no discovery law to predict with (run `fincorp study discovery`, or pass --law)")
         return "\n".join(lines)
-    from fincorp.discovery import predict
+    from fincorp.discovery import prediction_lines  # the law's form is the study's (not a stage dependency)
 
-    for level, pred in predict(law, m["expected_vip_escalations_per_step"], m["expected_other_escalations_per_step"],
-                               max_steps).items():
-        lines.append(f"  law: steps to {level} validation VIP accuracy: {pred['text']}")
-    return "\n".join(lines)
+    return "\n".join(lines + prediction_lines(law, m, max_steps))
 
 
 def run(params_path: str, base_dir: str, train: str, out: str | None, law_path: str | None) -> dict:
