@@ -154,12 +154,14 @@ def test_the_study_report_fits_checks_draws_and_writes_the_law(tmp_path):
 def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     spec = study.studies()["discovery"]
     knob = {r: o for r, o in spec.runs.items() if r in study.DISCOVERY_KNOB}
+    lr_checks = {r: o for r, o in spec.runs.items() if "grpo.lr" in o}
     checks = {r: o for r, o in spec.runs.items() if r.rsplit("-t", 1)[0] in study.DISCOVERY_CHECK_TEMPERATURES.get(
-        o.get("grpo.temperature"), ())}
+        o.get("grpo.temperature"), ()) and r not in lr_checks}
     law_checks = {r: o for r, o in spec.runs.items()
                   if (r.rsplit("-t", 1)[0], o.get("grpo.temperature")) in (*study.DISCOVERY_TEMPERATURE_LAW_CHECK,
                                                                            *study.DISCOVERY_LOW_TEMPERATURE_CHECK)}
-    runs = {r: o for r, o in spec.runs.items() if r not in knob and r not in checks and r not in law_checks}
+    runs = {r: o for r, o in spec.runs.items() if r not in knob and r not in checks and r not in law_checks
+            and r not in lr_checks}
     bases = {r.rsplit("-t", 1)[0] for r in runs}
     assert sum(b.startswith("vip-") for b in bases) >= 4 and sum(b.startswith("mr-") for b in bases) >= 3
     for r, o in runs.items():
@@ -189,6 +191,13 @@ def test_the_grid_meets_the_issue_and_every_override_is_a_param():
         assert all({k: v for k, v in o.items() if k not in ("grpo.temperature", "seed")}
                    == {k: v for k, v in runs[r.rsplit("-t", 1)[0] + "-t1.0-s42"].items()
                        if k not in ("grpo.temperature", "seed")} for r, o in group.items())
+    # the learning-rate check: after the other checks, 3 seeds per lr, otherwise the run it scales
+    assert len(lr_checks) == 3 * len(study.DISCOVERY_LR_CHECK) and {o["grpo.lr"] for o in lr_checks.values()} == {
+        lr for *_, lr in study.DISCOVERY_LR_CHECK}
+    assert order[len(order) - len(knob) - len(lr_checks):len(order) - len(knob)] == list(lr_checks)
+    for r, o in lr_checks.items():
+        same = f"{r.split('-lr')[0]}-s{o['seed']}"
+        assert {k: v for k, v in o.items() if k != "grpo.lr"} == spec.runs[same]
     # the knob's fine steps: probed only, after the GRPO runs, on the same training rows
     assert list(spec.runs)[-len(knob):] == list(knob) and len(knob) >= 3
     assert all(spec.targets_of(r) == spec.stages_of(r) == ("probe",) and o["split.holdout_val"] == "true"
@@ -461,6 +470,37 @@ def test_the_law_with_temperature_reads_e_over_t_and_is_checked_on_its_declared_
     md = (tmp_path / "results.md").read_text()
     assert "## Temperature in the law: E / T" in md and "## Prediction check of the law with temperature" in md
     assert "## Prediction check at low temperature" in md
+
+
+def test_the_learning_rate_check_scales_e_by_lr_and_is_in_no_fit(tmp_path):
+    """Runs whose steps follow E x (lr / lr0) / T: the check, predicted by the law in E / T fitted at lr0 with E x
+    lr / lr0 in place of E, holds where the runs follow it and fails where lr does nothing."""
+    from fincorp import study_report
+
+    def steps(p, t, k=1.0):
+        return 10 ** (2.8 - math.log10(16 * p * k / t))
+
+    rng, records = random.Random(4), []
+    for b, p in (("vip-a", 0.1), ("vip-b", 0.2), ("vip-c", 0.4)):
+        for temperature in (1.0, 1.5):
+            for seed in study.DISCOVERY_SEEDS:
+                records.append(discovery_record(f"{b}-t{temperature}-s{seed}", seed, temperature, p,
+                                                steps(p, temperature) * 10 ** rng.gauss(0, 0.03)))
+    (base, t, lr), *_ = study.DISCOVERY_LR_CHECK
+    k = float(lr) / 1e-4
+    follows = discovery_record(f"{base}-t{t}-lr{lr}-s42", 42, float(t), 0.1, steps(0.1, float(t), k))
+    ignores = discovery_record(f"{base}-t{t}-lr{lr}-s43", 43, float(t), 0.1, steps(0.1, float(t)) * (1 if k < 1 else 3))
+    for r in records + [follows, ignores]:
+        r["params"]["grpo.lr"] = 1e-4
+    follows["params"]["grpo.lr"] = ignores["params"]["grpo.lr"] = float(lr)
+    results = study_report.write(tmp_path, "discovery", records + [follows, ignores], {"baseline_commit": "abc"})
+    assert results["fitted_lr"] == [1e-4]
+    assert all(follows["run"] not in f["runs"] for fits in ("fits", "fits_e_over_t", "fits_e_over_t_all")
+               for f in results[fits].values())
+    rows = {(r["run"], r["level"]): r for r in results["lr_check"]}
+    assert rows[(follows["run"], "50%")]["inside"] and rows[(follows["run"], "50%")]["e_vip"] == pytest.approx(16 * 0.1 * k)
+    assert rows[(ignores["run"], "50%")]["inside"] is False
+    assert "## Prediction check of the learning rate" in (tmp_path / "results.md").read_text()
 
 
 def test_the_probe_predicts_with_the_law_in_e_only_at_its_temperatures_and_with_e_over_t_at_any():

@@ -120,6 +120,12 @@ def ratio(p: dict[str, Any]) -> float | None:
     return math.log10(e / o) if e and o and e > 0 and o > 0 else None
 
 
+def scaled_by_lr(p: dict[str, Any], lr0: float) -> dict[str, Any]:
+    """A run as the law in E / T would see it if the learning rate acts like 1/T: E and E_other times lr / lr0."""
+    k = p["lr"] / lr0
+    return {**p, "e_vip": p["e_vip"] * k, "e_other": None if p.get("e_other") is None else p["e_other"] * k}
+
+
 def is_specific(p: dict[str, Any]) -> bool:
     """A base that samples MANUAL_REVIEW at least as often where it is rewarded as where it is penalised
     (E >= E_other), or whose E_other is unknown."""
@@ -257,6 +263,7 @@ def run_point(record: dict[str, Any], held_out_seeds: Sequence[int]) -> dict[str
     seed = params.get("seed")
     return {
         "run": record["run"], "base": record["run"].rsplit("-t", 1)[0], "temperature": temperature, "seed": seed,
+        "lr": None if params.get("grpo.lr") is None else float(params["grpo.lr"]),
         "held_out": seed in held_out_seeds,
         "p_mr_vip": m["p_mr_vip"], "p_mr_other": m["p_mr_other"],
         # the base itself, at temperature 1 (the probe measures there too): which base a run had
@@ -297,12 +304,17 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     import numpy as np
 
     from fincorp.study import (DISCOVERY_CHECK_TEMPERATURES, DISCOVERY_HELD_OUT_SEEDS, DISCOVERY_KNOB,
-                               DISCOVERY_LOW_TEMPERATURE_CHECK, DISCOVERY_TEMPERATURE_LAW_CHECK)
+                               DISCOVERY_LOW_TEMPERATURE_CHECK, DISCOVERY_LR_CHECK, DISCOVERY_SEEDS,
+                               DISCOVERY_TEMPERATURE_LAW_CHECK)
     from fincorp.study_report import across_seeds  # study_report imports this module
 
     not_run = [r["run"] for r in records if r.get("not_run")]
     knob = [knob_row(r) for r in records if r["run"] in DISCOVERY_KNOB and not r.get("not_run")]
-    every = [p for r in records if not r.get("not_run") and (p := run_point(r, DISCOVERY_HELD_OUT_SEEDS))]
+    every_lr = [p for r in records if not r.get("not_run") and (p := run_point(r, DISCOVERY_HELD_OUT_SEEDS))]
+    # The learning-rate check's runs are in no fit (every other run has the recipe's lr): they are checked below.
+    lr_names = {f"{b}-t{t}-lr{lr}-s{s}" for b, t, lr in DISCOVERY_LR_CHECK for s in DISCOVERY_SEEDS}
+    lr_points = [p for p in every_lr if p["run"] in lr_names]
+    every = [p for p in every_lr if p["run"] not in lr_names]
     # The law is fitted at the grid's temperatures; the runs of the two declared checks below are not in it.
     t_runs = {(b, float(t)) for t, bases in DISCOVERY_CHECK_TEMPERATURES.items() for b in bases}
     t_points = [p for p in every if (p["base"], p["temperature"]) in t_runs]
@@ -379,6 +391,10 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     specific_before_lt = [p for p in every if p not in lt_points and is_specific(p)]
     fits_et_refit = {level_name(lv): fit(specific_before_lt, lv, over_temperature=True) for lv in LEVELS}
     lt_checked = check(fits_et_refit, lt_points)
+    # The learning-rate check: the same law, each run's E (and E_other) scaled by its lr over the fitted runs' lr.
+    lr0 = {p["lr"] for p in specific_before_lt if p["lr"] is not None}
+    lr_checked = ([{**row, "lr": p["lr"]} for p in lr_points for row in check(fits_et_refit, [scaled_by_lr(p, *lr0)])]
+                  if len(lr0) == 1 else [])
     # What the probe predicts with: the law in E / T on every specific run, the checks' included.
     fits_et_all = {level_name(lv): fit([p for p in every if is_specific(p)], lv, over_temperature=True)
                    for lv in LEVELS}
@@ -428,7 +444,8 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "fits_specific": fits_specific, "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "fits_e_over_t": fits_et, "fits_e_same_runs": fits_e_same_runs, "temperature_law_check": et_checked,
             "fits_e_over_t_refit": fits_et_refit, "low_temperature_check": lt_checked,
-            "fits_e_over_t_all": fits_et_all,
+            "fits_e_over_t_all": fits_et_all, "lr_check": lr_checked, "lr_points": lr_points,
+            "fitted_lr": sorted(lr0),
             "residual_by_temperature_e_over_t": residual_by_temperature_et,
             "residual_by_temperature": by_temperature,
             "check_inside": sum(1 for c in checked if c["inside"]), "check_n": sum(1 for c in checked if c["inside"] is not None),
@@ -687,6 +704,15 @@ def render(results_: dict[str, Any]) -> list[str]:
                       f"{sum(1 for c in lt_rows if c['inside'] is not None)}. Column E: the run's E (the law reads "
                       "E / T).", ""]
             lines += check_table(lt_rows)
+        else:
+            lines += ["Not yet run."]
+        lr_rows = results_.get("lr_check") or []
+        lines += ["", "## Prediction check of the learning rate (declared before its runs; the same law, E x lr / "
+                  f"{', '.join(f'{x:g}' for x in results_.get('fitted_lr') or [])} in place of E)", ""]
+        if lr_rows:
+            lines += [f"Inside the 95% prediction interval: {sum(1 for c in lr_rows if c['inside'])} of "
+                      f"{sum(1 for c in lr_rows if c['inside'] is not None)}. Column E: the run's E x lr / lr0.", ""]
+            lines += check_table(lr_rows)
         else:
             lines += ["Not yet run."]
         lines += ["", "The law in E / T on every specific run, the checks' included (what `fincorp probe` predicts with "

@@ -155,6 +155,11 @@ DISCOVERY_TEMPERATURE_LAW_CHECK = (("vip-0.4", "0.5"), ("vip-0.3", "2.0"))
 # most of P(MR | rule prompt) sits on the few rule prompts whose greedy answer is already MANUAL_REVIEW (a group
 # of 8 identical rewards carries no GRPO advantage): the low-temperature check (docs/studies.md).
 DISCOVERY_LOW_TEMPERATURE_CHECK = (("vip-0.3", "0.2"), ("vip-0.3", "0.1"))
+# Declared with the low-temperature check running and none of its own runs: the learning rate. If a rewarded
+# sample's push is what counts (1/T through the log-probabilities), twice the learning rate pushes twice as far:
+# the law in E / T (the same refit as the low-temperature check's) predicts these runs with E x lr / lr0 in
+# place of E, lr0 the grid's 1e-4. The VIP 0.3 base at 0.5, whose three runs at lr0 are the temperature check's.
+DISCOVERY_LR_CHECK = (("vip-0.3", "0.5", "2e-4"), ("vip-0.3", "0.5", "5e-5"))
 
 
 def discovery_runs() -> dict[str, dict[str, str]]:
@@ -182,6 +187,10 @@ def discovery_runs() -> dict[str, dict[str, str]]:
         for base, t in (*DISCOVERY_TEMPERATURE_LAW_CHECK, *DISCOVERY_LOW_TEMPERATURE_CHECK):
             runs[f"{base}-t{t}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base], "grpo.temperature": t,
                                             "seed": str(seed)}
+    for seed in DISCOVERY_SEEDS:  # then the learning-rate check
+        for base, t, lr in DISCOVERY_LR_CHECK:
+            runs[f"{base}-t{t}-lr{lr}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base], "grpo.temperature": t,
+                                                   "grpo.lr": lr, "seed": str(seed)}
     for knob, overrides in DISCOVERY_KNOB.items():  # last: probe only (stage probe, via run_stages)
         runs[knob] = {"split.holdout_val": "true", **overrides}
     return runs
@@ -235,12 +244,14 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             "validation VIP accuracy held >= 90% at 3 points in a row. The law: steps to 50% / 90% validation VIP "
             "accuracy against the expected MANUAL_REVIEW completions sampled per step on rule prompts (stage "
             f"probe). Seed {', '.join(map(str, DISCOVERY_HELD_OUT_SEEDS))} is held out of the fit and "
-            "predicted. Then three checks, each declared before its runs: the VIP 0.3 base at temperatures "
+            "predicted. Then four checks, each declared before its runs: the VIP 0.3 base at temperatures "
             f"{', '.join(DISCOVERY_CHECK_TEMPERATURES)} (predicted by the law in E), "
             f"{', '.join(f'{b} at {t}' for b, t in DISCOVERY_TEMPERATURE_LAW_CHECK)} (predicted by the law in E / T, "
             "fitted on every specific run before them) and "
             f"{', '.join(f'{b} at {t}' for b, t in DISCOVERY_LOW_TEMPERATURE_CHECK)} (the law in E / T refitted "
-            f"with the second check's runs). Last, {len(DISCOVERY_KNOB)} bases between the grid's VIP "
+            "with the second check's runs), and the learning rate: "
+            f"{', '.join(f'{b} at {t} with lr {lr}' for b, t, lr in DISCOVERY_LR_CHECK)} (that law with E x lr / "
+            f"1e-4 in place of E). Last, {len(DISCOVERY_KNOB)} bases between the grid's VIP "
             "shares, probed only (the knob's "
             "fine steps). The test set is not read.",
             discovery_runs(), ("probe", "grpo"), ("probe",), ("grpo",),
