@@ -31,7 +31,9 @@ FLOAT_ROOT = "base"  # the first stage that computes in floating point
 
 
 def git(clone: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(clone), *args], capture_output=True, text=True, check=True).stdout
+    from fincorp.study import git as run_git
+
+    return run_git("-C", str(clone), *args)
 
 
 def changed_paths(clone: Path) -> tuple[list[str], list[str]]:
