@@ -22,7 +22,6 @@ that computes in floating point. So a reproduction is one of:
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
