@@ -462,9 +462,9 @@ def test_the_law_with_temperature_reads_e_over_t_and_is_checked_on_its_declared_
     # law.json: the law in E at the grid's temperatures, and the law in E / T on every specific run with the
     # record of its declared checks
     law = json.loads((tmp_path / "law.json").read_text())
-    assert law["temperatures"] == [1.0, 1.5] and law["e_over_t"]["temperatures"][0] == float(lt_t)
-    assert f"{lt_base}-t{lt_t}-s43" in law["e_over_t"]["fits"]["50%"]["runs"]
-    declared = [*results["temperature_law_check"], *results["low_temperature_check"]]
+    assert law["temperatures"] == [1.0, 1.5] and law["e_over_t"]["fits"] == results["fits_e_over_t_refit"]
+    assert law["e_over_t"]["temperatures"] == sorted({1.0, 1.5, float(t_check), float(et_t)})
+    declared = [*results["temperature_law_check"], *results["low_temperature_check"], *results["lr_check"]]
     assert law["e_over_t"]["checks"] == {"inside": sum(1 for c in declared if c["inside"]),
                                          "n": sum(1 for c in declared if c["inside"] is not None)}
     md = (tmp_path / "results.md").read_text()
@@ -495,7 +495,7 @@ def test_the_learning_rate_check_scales_e_by_lr_and_is_in_no_fit(tmp_path):
     follows["params"]["grpo.lr"] = ignores["params"]["grpo.lr"] = float(lr)
     results = study_report.write(tmp_path, "discovery", records + [follows, ignores], {"baseline_commit": "abc"})
     assert results["fitted_lr"] == [1e-4]
-    assert all(follows["run"] not in f["runs"] for fits in ("fits", "fits_e_over_t", "fits_e_over_t_all")
+    assert all(follows["run"] not in f["runs"] for fits in ("fits", "fits_e_over_t", "fits_e_over_t_refit")
                for f in results[fits].values())
     rows = {(r["run"], r["level"]): r for r in results["lr_check"]}
     assert rows[(follows["run"], "50%")]["inside"] and rows[(follows["run"], "50%")]["e_vip"] == pytest.approx(16 * 0.1 * k)
@@ -521,6 +521,26 @@ def test_the_probe_predicts_with_the_law_in_e_only_at_its_temperatures_and_with_
     assert "temperatures 0.5 to 1; its declared checks put 3 of 4" in below[1]
     # E / T: the same E at half the temperature is predicted as twice the E at the same temperature
     assert below[2] == lines(1.0, 2.0)[2] and below[2] != lines(1.0)[2]
+    # each law gives no number outside the temperatures it was fitted at
+    assert "no prediction at 1.5, a temperature it was not fitted at" in at_grid[-1]
+    assert all("no prediction at 0.1" in line for line in lines(0.1))
+    # the learning rate: the law in E only at the fitted one; the law in E / T reads E x lr / lr0
+    law |= {"lr": 1e-4}
+    law["e_over_t"]["lr_checked"] = [5e-5, 1e-4, 2e-4]
+
+    def at(lr, e=1.0, t=0.5):
+        return discovery.prediction_lines(law, {"temperature": t, "expected_vip_escalations_per_step": e,
+                                                "expected_other_escalations_per_step": e / 100}, 960, lr)
+
+    assert at(1e-4) == below[:1] + [below[1].replace("; its", "; reads E x lr / 0.0001, checked at learning rates "
+                                                              "5e-05, 0.0001, 0.0002; its")] + below[2:]
+    assert at(2e-4, t=1.5)[0] == "  law in E (fitted at learning rate 0.0001): no prediction at learning rate 0.0002"
+    assert at(2e-4)[2] == at(1e-4, e=2.0)[2] and "extrapolation" not in at(2e-4)[1]
+    assert "1e-05 is an extrapolation" in at(1e-5)[1]
+    # too few samples in the budget is about the samples GRPO draws, not the lr-scaled E
+    law_et["samples_min"] = 100.0
+    floor = 100.0 / 960
+    assert "not within the budget" in at(1e-4, e=0.9 * floor)[2] and "not within the budget" in at(4e-4, e=0.9 * floor)[2]
     # a law file from before the law in E / T: the law in E alone, at any temperature
     old = discovery.prediction_lines({"fits": {"50%": law_e}}, {"temperature": 0.5, "expected_vip_escalations_per_step": 1.0,
                                                                   "expected_other_escalations_per_step": 0.01}, 960)

@@ -139,10 +139,11 @@ def ratio_range(points: Sequence[dict[str, Any]]) -> list[float] | None:
 
 
 def predict_one(law: dict[str, Any], e_vip: float, budget: int, e_other: float | None = None,
-                temperature: float | None = None) -> dict[str, Any]:
+                temperature: float | None = None, sampled: float | None = None) -> dict[str, Any]:
     """Steps to the law's level for a base with E = e_vip, with a 95% prediction interval. Given e_other, a
     base less specific (E / E_other) than every run the law was fitted on is outside the law: no number. A
-    law on E / T needs the sampling temperature."""
+    law on E / T needs the sampling temperature. `sampled`: the MANUAL_REVIEW completions per step GRPO
+    actually samples on rule prompts, where e_vip is scaled (by the learning rate); default e_vip."""
     from scipy import stats
 
     name = law["name"]
@@ -151,10 +152,10 @@ def predict_one(law: dict[str, Any], e_vip: float, budget: int, e_other: float |
     if not e_vip or e_vip <= 0:
         return {"steps": None, "low": None, "high": None, "within_budget": False,
                 "text": f"not within the budget: GRPO samples no MANUAL_REVIEW on rule prompts (E = 0)"}
-    few = law.get("samples_min")
-    if few and e_vip * budget < few:
+    few, sampled = law.get("samples_min"), e_vip if sampled is None else sampled
+    if few and sampled * budget < few:
         return {"steps": None, "low": None, "high": None, "within_budget": False,
-                "text": f"not within the budget: GRPO would sample MANUAL_REVIEW on rule prompts {e_vip * budget:.3g} "
+                "text": f"not within the budget: GRPO would sample MANUAL_REVIEW on rule prompts {sampled * budget:.3g} "
                         f"times in its {budget} steps, fewer than any run of the study had sampled when it reached "
                         f"this level ({few:.0f})"}
     r, domain = ratio({"e_vip": e_vip, "e_other": e_other}), law.get("log10_ratio_range")
@@ -195,16 +196,20 @@ def predict(law: dict[str, Any], e_vip: float, e_other: float, budget: int) -> d
     return {name: predict_one(f, e_vip, budget, e_other) for name, f in law["fits"].items()}
 
 
-def prediction_lines(law: dict[str, Any], m: dict[str, Any], budget: int) -> list[str]:
+def prediction_lines(law: dict[str, Any], m: dict[str, Any], budget: int, lr: float | None = None) -> list[str]:
     """What `fincorp probe` prints from a law file (law_file) for its measurement `m` at GRPO's sampling
-    temperature: the law in E where that temperature is among those it was fitted at (else no number: below 1
-    it was 2 to 6 times too slow), then the law in E / T with the record of its declared checks."""
+    temperature and learning rate `lr`: the law in E where both are among those it was fitted at (else no
+    number: below temperature 1 it was 2 to 6 times too slow), then the law in E / T, which reads E x lr / lr0
+    (lr0 the fitted runs' learning rate, as its learning-rate check did), with the record of its declared checks."""
     t, e, e_other = m["temperature"], m["expected_vip_escalations_per_step"], m["expected_other_escalations_per_step"]
-    temps = law.get("temperatures")
+    temps, lr0 = law.get("temperatures"), law.get("lr")
+    k = lr / lr0 if lr and lr0 else 1.0
     lines = []
     if temps and not min(temps) - 1e-9 <= t <= max(temps) + 1e-9:
         lines.append(f"  law in E (fitted at temperature {' and '.join(f'{x:g}' for x in temps)}): no prediction at "
                      f"{t:g}, a temperature it was not fitted at (below 1 it put discovery 2 to 6 times too late)")
+    elif abs(k - 1.0) > 1e-9:
+        lines.append(f"  law in E (fitted at learning rate {lr0:g}): no prediction at learning rate {lr:g}")
     else:
         for level, pred in predict(law, e, e_other, budget).items():
             lines.append(f"  law in E: steps to {level} validation VIP accuracy: {pred['text']}")
@@ -212,11 +217,20 @@ def prediction_lines(law: dict[str, Any], m: dict[str, Any], budget: int) -> lis
     if et:
         lo, hi = min(et["temperatures"]), max(et["temperatures"])
         checks = et.get("checks") or {}
-        lines.append(f"  law in E / T (every specific run of the study, temperatures {lo:g} to {hi:g}; its declared "
-                     f"checks put {checks.get('inside', 'n/a')} of {checks.get('n', 'n/a')} predictions inside their "
-                     f"95% intervals):")
-        for level, f in et["fits"].items():
-            lines.append(f"    steps to {level} validation VIP accuracy: {predict_one(f, e, budget, e_other, t)['text']}")
+        checked = et.get("lr_checked") or []
+        reads = (f"; reads E x lr / {lr0:g}, checked at learning rates {', '.join(f'{x:g}' for x in checked)}"
+                 + ("" if min(checked, default=lr) - 1e-12 <= lr <= max(checked, default=lr) + 1e-12 else
+                    f": {lr:g} is an extrapolation") if lr0 and lr else "")
+        head = (f"  law in E / T (fitted at temperatures {lo:g} to {hi:g}{reads}; its declared checks put "
+                f"{checks.get('inside', 'n/a')} of {checks.get('n', 'n/a')} predictions inside their 95% intervals)")
+        if not lo - 1e-9 <= t <= hi + 1e-9:
+            lines.append(f"{head}: no prediction at {t:g}, a temperature it was not fitted at (at 0.1 and 0.2 it put "
+                         "discovery 2 to 6 times too early)")
+        else:
+            lines.append(f"{head}:")
+            for level, f in et["fits"].items():
+                lines.append(f"    steps to {level} validation VIP accuracy: "
+                             f"{predict_one(f, e * k, budget, e_other * k, t, sampled=e)['text']}")
     return lines
 
 
@@ -395,9 +409,6 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     lr0 = {p["lr"] for p in specific_before_lt if p["lr"] is not None}
     lr_checked = ([{**row, "lr": p["lr"]} for p in lr_points for row in check(fits_et_refit, [scaled_by_lr(p, *lr0)])]
                   if len(lr0) == 1 else [])
-    # What the probe predicts with: the law in E / T on every specific run, the checks' included.
-    fits_et_all = {level_name(lv): fit([p for p in every if is_specific(p)], lv, over_temperature=True)
-                   for lv in LEVELS}
     # The law on E alone, applied to every run it was not fitted on (E < E_other) and to every run that did not
     # reach a level: a run that took longer than the top of the 95% prediction interval (or never got there
     # within steps past it) is one E alone does not explain.
@@ -444,7 +455,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "fits_specific": fits_specific, "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "fits_e_over_t": fits_et, "fits_e_same_runs": fits_e_same_runs, "temperature_law_check": et_checked,
             "fits_e_over_t_refit": fits_et_refit, "low_temperature_check": lt_checked,
-            "fits_e_over_t_all": fits_et_all, "lr_check": lr_checked, "lr_points": lr_points,
+            "lr_check": lr_checked, "lr_points": lr_points,
             "fitted_lr": sorted(lr0),
             "residual_by_temperature_e_over_t": residual_by_temperature_et,
             "residual_by_temperature": by_temperature,
@@ -487,17 +498,20 @@ def geometric_summary(xs: Sequence[float]) -> dict[str, Any]:
 
 def law_file(results_: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """What `fincorp probe` predicts with (reports/studies/discovery/law.json)."""
-    declared = [*results_["temperature_law_check"], *results_["low_temperature_check"]]
+    declared = [*results_["temperature_law_check"], *results_["low_temperature_check"], *results_["lr_check"]]
     return {"form": "log10(steps to level) = a + b * log10(E) [+ c * log10(E / E_other)], E (E_other) = expected "
                     "MANUAL_REVIEW completions sampled per optimizer step on rule (other) prompts (probe); "
                     "`variables` per level says which",
             "fits": results_["fits"], "study_commit": meta.get("baseline_commit"), "command": meta.get("command"),
             "runs": results_["law_runs"],
             "temperatures": fitted_temperatures(results_["fits"], results_["points"]),
-            # log10(steps) = a + b * log10(E / T), T GRPO's sampling temperature, on every specific run; checks: its
-            # declared checks' predictions inside their 95% intervals (each fitted without that check's runs)
-            "e_over_t": {"fits": results_["fits_e_over_t_all"],
-                         "temperatures": fitted_temperatures(results_["fits_e_over_t_all"], results_["points"]),
+            "lr": results_["fitted_lr"][0] if len(results_["fitted_lr"]) == 1 else None,
+            # log10(steps) = a + b * log10(E / T), T GRPO's sampling temperature: the refit the low-temperature
+            # and learning-rate checks tested (every specific run before them), at the temperatures it was fitted
+            # at; checks: its declared checks' predictions inside their 95% intervals
+            "e_over_t": {"fits": results_["fits_e_over_t_refit"],
+                         "temperatures": fitted_temperatures(results_["fits_e_over_t_refit"], results_["points"]),
+                         "lr_checked": sorted({*results_["fitted_lr"], *(p["lr"] for p in results_["lr_points"])}),
                          "checks": {"inside": sum(1 for c in declared if c["inside"]),
                                     "n": sum(1 for c in declared if c["inside"] is not None)}}}
 
@@ -697,7 +711,9 @@ def render(results_: dict[str, Any]) -> list[str]:
             lines += ["Not yet run."]
         lt_rows = results_.get("low_temperature_check") or []
         lines += ["", "## Prediction check at low temperature (declared before its runs; the law in E / T refitted on "
-                  "every specific run before them)", ""]
+                  "every specific run before them)", "",
+                  "The refit, which the learning-rate check below also uses, and `fincorp probe` predicts with at "
+                  "the temperatures it was fitted at (law.json):", ""]
         lines += fit_table(results_.get("fits_e_over_t_refit") or {}) + [""]
         if lt_rows:
             lines += [f"Inside the 95% prediction interval: {sum(1 for c in lt_rows if c['inside'])} of "
@@ -715,9 +731,7 @@ def render(results_: dict[str, Any]) -> list[str]:
             lines += check_table(lr_rows)
         else:
             lines += ["Not yet run."]
-        lines += ["", "The law in E / T on every specific run, the checks' included (what `fincorp probe` predicts with "
-                      "at GRPO's temperature; law.json):", ""]
-        lines += fit_table(results_.get("fits_e_over_t_all") or {})
+
     lines += ["", "## Which law: leave one base out", "",
               "For each base a candidate law was fitted on, the candidate refitted without that base's runs (every "
               "seed and temperature) predicts them. Per level the law is the candidate with the smaller mean "

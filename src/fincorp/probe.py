@@ -20,7 +20,7 @@ and the same with the other prompts. eval/probe.json holds the measurement only 
 bit, and does not depend on the GRPO budget). The prediction (steps to 50% / 90% validation VIP accuracy
 within the profile's GRPO budget, or "not within the budget") comes from the laws fitted by `fincorp study
 discovery` (reports/studies/discovery/law.json: the law in E at the temperatures it was fitted at, and the
-law in E / T at GRPO's temperature) and is printed, with its 95% prediction interval
+law in E / T at GRPO's temperature and learning rate) and is printed, with its 95% prediction interval
 (discovery.prediction_lines).
 """
 
@@ -88,9 +88,9 @@ def measure(p: Params, base_dir: str | Path, rows: list[dict]) -> dict:
             "prompts_per_step": prompts_per_step, "by_temperature": per_temperature}
 
 
-def describe(record: dict, law: dict | None, max_steps: int) -> str:
+def describe(record: dict, law: dict | None, max_steps: int, lr: float | None = None) -> str:
     """What a user reads: the measurement at GRPO's temperature and, given a law, its prediction within the
-    profile's GRPO budget of `max_steps` optimizer steps."""
+    profile's GRPO budget of `max_steps` optimizer steps at GRPO's learning rate `lr`."""
     m = record["by_temperature"][f"{record['grpo_temperature']:g}"]
     lines = [f"probe: {record['n_vip']} rule prompts (gold {MANUAL_REVIEW}) and {record['n_other']} others in the "
              f"GRPO training rows; sampling at temperature {m['temperature']:g}",
@@ -105,7 +105,7 @@ def describe(record: dict, law: dict | None, max_steps: int) -> str:
         return "\n".join(lines)
     from fincorp.discovery import prediction_lines  # the law's form is the study's (not a stage dependency)
 
-    return "\n".join(lines + prediction_lines(law, m, max_steps))
+    return "\n".join(lines + prediction_lines(law, m, max_steps, lr))
 
 
 def run(params_path: str, base_dir: str, train: str, out: str | None, law_path: str | None) -> dict:
@@ -121,5 +121,5 @@ def run(params_path: str, base_dir: str, train: str, out: str | None, law_path: 
     record = measure(p, base_dir, rows)
     if out is not None:
         write_json(out, record)
-    print(describe(record, law, grpo_budget(p, len(rows))["max_steps"]))
+    print(describe(record, law, grpo_budget(p, len(rows))["max_steps"], float(p.grpo.lr)))
     return record
