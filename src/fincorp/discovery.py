@@ -521,59 +521,55 @@ def fitted_temperatures(fits: dict[str, dict[str, Any]], points: Sequence[dict[s
 
 
 def plot(results_: dict[str, Any]):
+    """Left, the phase diagram: one row per base and sampling temperature, sorted by the base's measured
+    P(MR | rule prompt) at that temperature, against the optimizer step, coloured by validation VIP accuracy
+    (mean of seeds). Right: each run's steps to 90% against E / T, with the law in E / T (the refit)."""
     import numpy as np
     from matplotlib import colors
     from matplotlib.figure import Figure
 
-    cells = [c for c in results_["cells"] if any(v is not None for v in c["mean_curve"])]
+    cells = sorted((c for c in results_["cells"] if any(v is not None for v in c["mean_curve"])),
+                   key=lambda c: (c["p_mr_vip"] or 0.0, c["temperature"]))
     if not cells:
         return "not drawn: no run has a validation curve"
-    temps = sorted({c["temperature"] for c in cells})
-    fig = Figure(figsize=(6 * (len(temps) + 1), 4.6), layout="constrained")
-    axes = fig.subplots(1, len(temps) + 1)
+    fig = Figure(figsize=(15, 2.5 + 0.24 * len(cells)), layout="constrained")
+    left, ax = fig.subplots(1, 2, width_ratios=(1.4, 1))
     grid = results_["grid"]
-    norm = colors.Normalize(0, 100)
-    image = None
-    for ax, t in zip(axes, temps):
-        rows = [c for c in cells if c["temperature"] == t]
-        z = np.array([[np.nan if v is None else 100 * v for v in c["mean_curve"]] for c in rows])
-        # each validation point's value holds until the next one; a log-like step axis shows both the
-        # first tens of steps (where specific bases move) and the whole budget
-        edges = [*grid, grid[-1] + (grid[1] - grid[0] if len(grid) > 1 else 10)]
-        image = ax.pcolormesh(edges, np.arange(len(rows) + 1) - 0.5, z, cmap="viridis", norm=norm)
-        ax.set_xscale("symlog", linthresh=10)
-        ax.set_xlim(0, edges[-1])
-        ax.invert_yaxis()
-        ax.set_yticks(range(len(rows)), [f"{c['base']}: {c['p_mr_vip']:.2g}" for c in rows], fontsize=8)
-        ax.set_xlabel("GRPO optimizer step (linear to 10, then log)")
-        ax.set_title(f"temperature {t:g}: validation VIP accuracy (mean of seeds)", fontsize=9)
-    axes[0].set_ylabel("base: measured P(MR | rule prompt) at the temperature", fontsize=8)
-    fig.colorbar(image, ax=axes[len(temps) - 1], label="validation VIP accuracy, %", fraction=0.05)
-    ax = axes[-1]
-    colour = {t: f"C{i}" for i, t in enumerate(sorted({p["temperature"] for p in results_["points"]}))}
-    for p in results_["points"]:
-        c = colour[p["temperature"]]
-        s = p["steps"]["50%"]
-        if p["e_vip"] and p["e_vip"] >= 1e-4:  # rarer: the sampler never meets the answer; in the tables
-            if s is None:
-                ax.scatter(p["e_vip"], p["max_step"], marker="^", facecolors="none", edgecolors=c, s=36)
-            else:
-                ax.scatter(p["e_vip"], s, marker="s" if p["held_out"] else "o", color=c, s=30,
-                           facecolors="none" if p["held_out"] else c)
-    f = results_["fits"]["50%"]
+    z = np.array([[np.nan if v is None else 100 * v for v in c["mean_curve"]] for c in cells])
+    # each validation point's value holds until the next one; a log-like step axis shows both the first tens of
+    # steps (where specific bases move) and the whole budget
+    edges = [*grid, grid[-1] + (grid[1] - grid[0] if len(grid) > 1 else 10)]
+    image = left.pcolormesh(edges, np.arange(len(cells) + 1) - 0.5, z, cmap="viridis", norm=colors.Normalize(0, 100))
+    left.set_xscale("symlog", linthresh=10)
+    left.set_xlim(0, edges[-1])
+    left.set_yticks(range(len(cells)), [f"{c['base']} at T {c['temperature']:g}: {c['p_mr_vip']:.2g}" for c in cells],
+                    fontsize=7)
+    left.set_xlabel("GRPO optimizer step (linear to 10, then log)")
+    left.set_ylabel("base at sampling temperature T: measured P(MR | rule prompt) at T", fontsize=8)
+    left.set_title("validation VIP accuracy, mean of seeds", fontsize=9)
+    fig.colorbar(image, ax=left, label="validation VIP accuracy, %", fraction=0.04)
+    temps = sorted({p["temperature"] for p in results_["points"]})
+    for i, t in enumerate(temps):
+        ps = [p for p in results_["points"] if p["temperature"] == t and p["e_vip"] and p["e_vip"] >= 1e-4]
+        x = [p["e_vip"] / t for p in ps]
+        reached = [(xi, p["steps"]["90%"]) for xi, p in zip(x, ps) if p["steps"]["90%"]]
+        missed = [(xi, p["max_step"]) for xi, p in zip(x, ps) if p["steps"]["90%"] is None]
+        if reached:
+            ax.scatter(*zip(*reached), color=f"C{i}", s=26, label=f"T {t:g}")
+        if missed:  # rarer E: the sampler never meets the answer; in the tables
+            ax.scatter(*zip(*missed), marker="^", facecolors="none", edgecolors=f"C{i}", s=36,
+                       label=None if reached else f"T {t:g}")
+    f = (results_.get("fits_e_over_t_refit") or {}).get("90%") or {}
     if f.get("fitted"):
-        lo, hi = f["log10_e_range"]
-        xs = np.linspace(lo, hi, 50)
+        xs = np.linspace(*f["log10_e_range"], 50)
         ax.plot(10 ** xs, 10 ** (f["a"] + f["b"] * xs), "k-", lw=1,
-                label=f"fit: log10 steps = {f['a']:.2f} {f['b']:+.2f} log10 E")
-        ax.legend(fontsize=7, frameon=False)
+                label=f"law: log10 steps = {f['a']:.2f} {f['b']:+.2f} log10(E / T)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("E: expected sampled MANUAL_REVIEW on rule prompts per step (probe)", fontsize=8)
-    ax.set_ylabel("steps to 50% validation VIP accuracy", fontsize=8)
-    names = ("blue", "orange", "green", "red", "purple")
-    ax.set_title(", ".join(f"{names[int(c[1:]) % len(names)]} T={t:g}" for t, c in colour.items())
-                 + "; open square: held-out seed; triangle: not reached (steps run)", fontsize=8)
+    ax.set_xlabel("E / T: expected sampled MANUAL_REVIEW on rule prompts per step (probe) / temperature", fontsize=8)
+    ax.set_ylabel("steps to 90% validation VIP accuracy (triangle: not reached, steps run)", fontsize=8)
+    ax.set_title("steps to discovery against the rewarded samples per step", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
     ax.grid(alpha=0.3, which="both")
     return fig
 
