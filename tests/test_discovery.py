@@ -155,13 +155,15 @@ def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     spec = study.studies()["discovery"]
     knob = {r: o for r, o in spec.runs.items() if r in study.DISCOVERY_KNOB}
     lr_checks = {r: o for r, o in spec.runs.items() if "grpo.lr" in o}
+    hot = {r: o for r, o in spec.runs.items()
+           if (r.rsplit("-t", 1)[0], o.get("grpo.temperature")) in study.DISCOVERY_HIGH_TEMPERATURE_CHECK}
     checks = {r: o for r, o in spec.runs.items() if r.rsplit("-t", 1)[0] in study.DISCOVERY_CHECK_TEMPERATURES.get(
         o.get("grpo.temperature"), ()) and r not in lr_checks}
     law_checks = {r: o for r, o in spec.runs.items()
                   if (r.rsplit("-t", 1)[0], o.get("grpo.temperature")) in (*study.DISCOVERY_TEMPERATURE_LAW_CHECK,
                                                                            *study.DISCOVERY_LOW_TEMPERATURE_CHECK)}
     runs = {r: o for r, o in spec.runs.items() if r not in knob and r not in checks and r not in law_checks
-            and r not in lr_checks}
+            and r not in lr_checks and r not in hot}
     bases = {r.rsplit("-t", 1)[0] for r in runs}
     assert sum(b.startswith("vip-") for b in bases) >= 4 and sum(b.startswith("mr-") for b in bases) >= 3
     for r, o in runs.items():
@@ -186,7 +188,7 @@ def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     # the low-temperature check: below every temperature run before it
     assert all(float(t) < min(float(t) for t in study.DISCOVERY_CHECK_TEMPERATURES)
                for _, t in study.DISCOVERY_LOW_TEMPERATURE_CHECK)
-    for group in (checks, law_checks):
+    for group in (checks, law_checks, hot):
         assert {o["seed"] for o in group.values()} == {str(s) for s in study.DISCOVERY_SEEDS}
         assert all({k: v for k, v in o.items() if k not in ("grpo.temperature", "seed")}
                    == {k: v for k, v in runs[r.rsplit("-t", 1)[0] + "-t1.0-s42"].items()
@@ -194,7 +196,11 @@ def test_the_grid_meets_the_issue_and_every_override_is_a_param():
     # the learning-rate check: after the other checks, 3 seeds per lr, otherwise the run it scales
     assert len(lr_checks) == 3 * len(study.DISCOVERY_LR_CHECK) and {o["grpo.lr"] for o in lr_checks.values()} == {
         lr for *_, lr in study.DISCOVERY_LR_CHECK}
-    assert order[len(order) - len(knob) - len(lr_checks):len(order) - len(knob)] == list(lr_checks)
+    assert order[len(order) - len(knob) - len(hot) - len(lr_checks):len(order) - len(knob) - len(hot)] == list(lr_checks)
+    # the high-temperature check: after the learning-rate check, above every temperature before it
+    assert order[len(order) - len(knob) - len(hot):len(order) - len(knob)] == list(hot)
+    assert len(hot) == 3 * len(study.DISCOVERY_HIGH_TEMPERATURE_CHECK) and all(
+        float(o["grpo.temperature"]) > 1.5 for o in hot.values())
     for r, o in lr_checks.items():
         same = f"{r.split('-lr')[0]}-s{o['seed']}"
         assert {k: v for k, v in o.items() if k != "grpo.lr"} == spec.runs[same]
@@ -443,7 +449,12 @@ def test_the_law_with_temperature_reads_e_over_t_and_is_checked_on_its_declared_
     (lt_base, lt_t), *_ = study.DISCOVERY_LOW_TEMPERATURE_CHECK
     records.append(discovery_record(f"{lt_base}-t{lt_t}-s42", 42, float(lt_t), 0.03, steps(0.03, float(lt_t))))
     records.append(discovery_record(f"{lt_base}-t{lt_t}-s43", 43, float(lt_t), 0.03, 3 * steps(0.03, float(lt_t))))
+    (hot_base, hot_t), *_ = study.DISCOVERY_HIGH_TEMPERATURE_CHECK
+    records.append(discovery_record(f"{hot_base}-t{hot_t}-s42", 42, float(hot_t), 0.1, steps(0.1, float(hot_t))))
     results = study_report.write(tmp_path, "discovery", records, {"baseline_commit": "abc", "command": "c"})
+    assert [r["inside"] for r in results["high_temperature_check"] if r["level"] == "50%"] == [True]
+    assert all(f"{hot_base}-t{hot_t}-s42" not in results[k]["50%"]["runs"]
+               for k in ("fits", "fits_e_over_t", "fits_e_over_t_refit"))
     et, e = results["fits_e_over_t"]["50%"], results["fits_e_same_runs"]["50%"]
     assert et["variables"] == ["log10_e_over_t"] and abs(et["b"] + 1.0) < 0.15 and et["r2"] > e["r2"]
     assert f"{et_base}-t{et_t}-s42" not in et["runs"]
@@ -464,7 +475,8 @@ def test_the_law_with_temperature_reads_e_over_t_and_is_checked_on_its_declared_
     law = json.loads((tmp_path / "law.json").read_text())
     assert law["temperatures"] == [1.0, 1.5] and law["e_over_t"]["fits"] == results["fits_e_over_t_refit"]
     assert law["e_over_t"]["temperatures"] == sorted({1.0, 1.5, float(t_check), float(et_t)})
-    declared = [*results["temperature_law_check"], *results["low_temperature_check"], *results["lr_check"]]
+    declared = [*results["temperature_law_check"], *results["low_temperature_check"], *results["lr_check"],
+                *results["high_temperature_check"]]
     assert law["e_over_t"]["checks"] == {"inside": sum(1 for c in declared if c["inside"]),
                                          "n": sum(1 for c in declared if c["inside"] is not None)}
     md = (tmp_path / "results.md").read_text()

@@ -318,8 +318,8 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     import numpy as np
 
     from fincorp.study import (DISCOVERY_CHECK_TEMPERATURES, DISCOVERY_HELD_OUT_SEEDS, DISCOVERY_KNOB,
-                               DISCOVERY_LOW_TEMPERATURE_CHECK, DISCOVERY_LR_CHECK, DISCOVERY_SEEDS,
-                               DISCOVERY_TEMPERATURE_LAW_CHECK)
+                               DISCOVERY_HIGH_TEMPERATURE_CHECK, DISCOVERY_LOW_TEMPERATURE_CHECK,
+                               DISCOVERY_LR_CHECK, DISCOVERY_SEEDS, DISCOVERY_TEMPERATURE_LAW_CHECK)
     from fincorp.study_report import across_seeds  # study_report imports this module
 
     not_run = [r["run"] for r in records if r.get("not_run")]
@@ -336,7 +336,10 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     et_points = [p for p in every if (p["base"], p["temperature"]) in et_runs]
     lt_runs = {(b, float(t)) for b, t in DISCOVERY_LOW_TEMPERATURE_CHECK}
     lt_points = [p for p in every if (p["base"], p["temperature"]) in lt_runs]
-    points = [p for p in every if p not in t_points and p not in et_points and p not in lt_points]
+    hot_runs = {(b, float(t)) for b, t in DISCOVERY_HIGH_TEMPERATURE_CHECK}
+    hot_points = [p for p in every if (p["base"], p["temperature"]) in hot_runs]
+    later = lt_points + hot_points  # the refit's checks: in no fit
+    points = [p for p in every if p not in t_points and p not in et_points and p not in later]
     # E alone describes the specific bases: those that sample MANUAL_REVIEW more often where it is rewarded
     # than where it is penalised (E >= E_other); the others are checked against it below.
     specific = [p for p in points if is_specific(p)]
@@ -395,16 +398,17 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
     t_checked = check(temperature_fits, t_points)
     # The law with temperature, found after the temperature check: log10(steps) on log10(E / T) over every
     # specific run but the runs of its own declared check, which it predicts.
-    specific_every = [p for p in every if p not in et_points and p not in lt_points and is_specific(p)]
+    specific_every = [p for p in every if p not in et_points and p not in later and is_specific(p)]
     fits_et = {level_name(lv): fit(specific_every, lv, over_temperature=True) for lv in LEVELS}
     fits_e_same_runs = {level_name(lv): fit(specific_every, lv) for lv in LEVELS}
     et_checked = check(fits_et, et_points)
     residual_by_temperature_et = residuals_by_temperature(fits_et, specific_every)
     # The low-temperature check: the law in E / T refitted on every specific run before it (the check above
     # included) predicts it.
-    specific_before_lt = [p for p in every if p not in lt_points and is_specific(p)]
+    specific_before_lt = [p for p in every if p not in later and is_specific(p)]
     fits_et_refit = {level_name(lv): fit(specific_before_lt, lv, over_temperature=True) for lv in LEVELS}
     lt_checked = check(fits_et_refit, lt_points)
+    hot_checked = check(fits_et_refit, hot_points)
     # The learning-rate check: the same law, each run's E (and E_other) scaled by its lr over the fitted runs' lr.
     lr0 = {p["lr"] for p in specific_before_lt if p["lr"] is not None}
     lr_checked = ([{**row, "lr": p["lr"]} for p in lr_points for row in check(fits_et_refit, [scaled_by_lr(p, *lr0)])]
@@ -455,7 +459,7 @@ def results(records: list[dict], models: list[str]) -> dict[str, Any]:
             "fits_specific": fits_specific, "check_fits": check_fits, "check": checked, "unexplained": unexplained,
             "fits_e_over_t": fits_et, "fits_e_same_runs": fits_e_same_runs, "temperature_law_check": et_checked,
             "fits_e_over_t_refit": fits_et_refit, "low_temperature_check": lt_checked,
-            "lr_check": lr_checked, "lr_points": lr_points,
+            "lr_check": lr_checked, "lr_points": lr_points, "high_temperature_check": hot_checked,
             "fitted_lr": sorted(lr0),
             "residual_by_temperature_e_over_t": residual_by_temperature_et,
             "residual_by_temperature": by_temperature,
@@ -498,7 +502,8 @@ def geometric_summary(xs: Sequence[float]) -> dict[str, Any]:
 
 def law_file(results_: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """What `fincorp probe` predicts with (reports/studies/discovery/law.json)."""
-    declared = [*results_["temperature_law_check"], *results_["low_temperature_check"], *results_["lr_check"]]
+    declared = [*results_["temperature_law_check"], *results_["low_temperature_check"], *results_["lr_check"],
+                *results_["high_temperature_check"]]
     return {"form": "log10(steps to level) = a + b * log10(E) [+ c * log10(E / E_other)], E (E_other) = expected "
                     "MANUAL_REVIEW completions sampled per optimizer step on rule (other) prompts (probe); "
                     "`variables` per level says which",
@@ -716,6 +721,15 @@ def render(results_: dict[str, Any]) -> list[str]:
                       f"{sum(1 for c in lt_rows if c['inside'] is not None)}. Column E: the run's E (the law reads "
                       "E / T).", ""]
             lines += check_table(lt_rows)
+        else:
+            lines += ["Not yet run."]
+        hot_rows = results_.get("high_temperature_check") or []
+        lines += ["", "## Prediction check at high temperature (declared before its runs; the same refit)", ""]
+        if hot_rows:
+            lines += [f"Inside the 95% prediction interval: {sum(1 for c in hot_rows if c['inside'])} of "
+                      f"{sum(1 for c in hot_rows if c['inside'] is not None)}. Column E: the run's E (the law reads "
+                      "E / T).", ""]
+            lines += check_table(hot_rows)
         else:
             lines += ["Not yet run."]
         lr_rows = results_.get("lr_check") or []

@@ -160,6 +160,12 @@ DISCOVERY_LOW_TEMPERATURE_CHECK = (("vip-0.3", "0.2"), ("vip-0.3", "0.1"))
 # the law in E / T (the same refit as the low-temperature check's) predicts these runs with E x lr / lr0 in
 # place of E, lr0 the grid's 1e-4. The VIP 0.3 base at 0.5, whose three runs at lr0 are the temperature check's.
 DISCOVERY_LR_CHECK = (("vip-0.3", "0.5", "2e-4"), ("vip-0.3", "0.5", "5e-5"))
+# Declared after the low-temperature and learning-rate checks and before these runs: the rule's end of the
+# issue's range. Sampled hot, the VIP 0.4 base stays specific while P(MR | rule prompt) falls to 0.03 (1.75)
+# and 0.003 (2.0), below any specific base GRPO has trained on; greedy validation at step 0 is the base's own,
+# so there is something to discover. The same refit of the law in E / T predicts them (an extrapolation above
+# the temperatures it was fitted at).
+DISCOVERY_HIGH_TEMPERATURE_CHECK = (("vip-0.4", "1.75"), ("vip-0.4", "2.0"))
 
 
 def discovery_runs() -> dict[str, dict[str, str]]:
@@ -191,6 +197,10 @@ def discovery_runs() -> dict[str, dict[str, str]]:
         for base, t, lr in DISCOVERY_LR_CHECK:
             runs[f"{base}-t{t}-lr{lr}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base], "grpo.temperature": t,
                                                    "grpo.lr": lr, "seed": str(seed)}
+    for seed in DISCOVERY_SEEDS:  # then the high-temperature check
+        for base, t in DISCOVERY_HIGH_TEMPERATURE_CHECK:
+            runs[f"{base}-t{t}-s{seed}"] = {**DISCOVERY_COMMON, **DISCOVERY_BASES[base], "grpo.temperature": t,
+                                            "seed": str(seed)}
     for knob, overrides in DISCOVERY_KNOB.items():  # last: probe only (stage probe, via run_stages)
         runs[knob] = {"split.holdout_val": "true", **overrides}
     return runs
@@ -244,14 +254,15 @@ def studies(n_seeds: int = 5, first_seed: int = 42) -> dict[str, Study]:
             "validation VIP accuracy held >= 90% at 3 points in a row. The law: steps to 50% / 90% validation VIP "
             "accuracy against the expected MANUAL_REVIEW completions sampled per step on rule prompts (stage "
             f"probe). Seed {', '.join(map(str, DISCOVERY_HELD_OUT_SEEDS))} is held out of the fit and "
-            "predicted. Then four checks, each declared before its runs: the VIP 0.3 base at temperatures "
+            "predicted. Then five checks, each declared before its runs: the VIP 0.3 base at temperatures "
             f"{', '.join(DISCOVERY_CHECK_TEMPERATURES)} (predicted by the law in E), "
             f"{', '.join(f'{b} at {t}' for b, t in DISCOVERY_TEMPERATURE_LAW_CHECK)} (predicted by the law in E / T, "
             "fitted on every specific run before them) and "
             f"{', '.join(f'{b} at {t}' for b, t in DISCOVERY_LOW_TEMPERATURE_CHECK)} (the law in E / T refitted "
             "with the second check's runs), and the learning rate: "
             f"{', '.join(f'{b} at {t} with lr {lr}' for b, t, lr in DISCOVERY_LR_CHECK)} (that law with E x lr / "
-            f"1e-4 in place of E). Last, {len(DISCOVERY_KNOB)} bases between the grid's VIP "
+            f"1e-4 in place of E), and {', '.join(f'{b} at {t}' for b, t in DISCOVERY_HIGH_TEMPERATURE_CHECK)} (the "
+            f"same law, above the temperatures it was fitted at). Last, {len(DISCOVERY_KNOB)} bases between the grid's VIP "
             "shares, probed only (the knob's "
             "fine steps). The test set is not read.",
             discovery_runs(), ("probe", "grpo"), ("probe",), ("grpo",),
