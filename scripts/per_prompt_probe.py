@@ -26,6 +26,11 @@ from fincorp.split import read_applications
 TEMPERATURES = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)
 
 
+def in_mixed_groups(ps: list[float], g: int) -> float:
+    """Mean over prompts of P(a sample is MANUAL_REVIEW and its group of g holds another answer too)."""
+    return sum(q * (1 - q ** (g - 1)) for q in ps) / len(ps)
+
+
 def per_prompt(base: str, train: str, params: str = "params.yaml") -> dict[str, dict]:
     p = load_params(params)
     rows = read_applications(train)
@@ -43,7 +48,7 @@ def per_prompt(base: str, train: str, params: str = "params.yaml") -> dict[str, 
         ps = [math.exp(x) for x in answer_log_probs(model, tokenizer, prompts, answer_text(MANUAL_REVIEW),
                                                     p.eval.batch_size, t)]
         mean = sum(ps) / len(ps)
-        informative = sum(q * (1 - q ** (g - 1)) for q in ps) / len(ps)
+        informative = in_mixed_groups(ps, g)
         out[f"{t:g}"] = {"temperature": t, "n_rule_prompts": len(ps), "p_mr_vip": mean,
                          "n_prompts_above_half": sum(q > 0.5 for q in ps),
                          "e_vip": rule_samples * mean, "e_vip_in_mixed_groups": rule_samples * informative,

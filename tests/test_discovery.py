@@ -557,3 +557,39 @@ def test_the_probe_predicts_with_the_law_in_e_only_at_its_temperatures_and_with_
     old = discovery.prediction_lines({"fits": {"50%": law_e}}, {"temperature": 0.5, "expected_vip_escalations_per_step": 1.0,
                                                                   "expected_other_escalations_per_step": 0.01}, 960)
     assert len(old) == 1 and old[0].startswith("  law in E: steps to 50%")
+
+
+def load_per_prompt_probe():
+    import importlib.util
+
+    from tests.conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("per_prompt_probe", REPO_ROOT / "scripts/per_prompt_probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_samples_in_groups_that_all_agree_do_not_count():
+    mixed = load_per_prompt_probe().in_mixed_groups
+    assert mixed([1.0, 1.0], 8) == 0.0 and mixed([0.0], 8) == 0.0
+    assert mixed([0.5], 2) == pytest.approx(0.25)  # MANUAL_REVIEW, and the other sample is not
+    assert mixed([1e-3], 8) == pytest.approx(1e-3, rel=1e-6)  # a rare answer is almost always in a mixed group
+
+
+@pytest.mark.slow
+def test_the_per_prompt_probe_agrees_with_the_probe_on_the_tiny_model(tiny_workspace):
+    from fincorp import probe
+    from fincorp.params import load_params
+    from fincorp.split import read_applications
+
+    params = str(tiny_workspace / "params.yaml")
+    out = load_per_prompt_probe().per_prompt(str(tiny_workspace / "models/base"),
+                                             str(tiny_workspace / "data/train.jsonl"), params)
+    record = probe.measure(load_params(params), tiny_workspace / "models/base",
+                           read_applications(tiny_workspace / "data/train.jsonl"))
+    at_1 = record["by_temperature"]["1"]
+    assert out["1"]["p_mr_vip"] == pytest.approx(at_1["p_mr_vip"], rel=1e-9)
+    assert out["1"]["e_vip"] == pytest.approx(at_1["expected_vip_escalations_per_step"], rel=1e-9)
+    assert all(0 <= r["e_vip_in_mixed_groups"] <= r["e_vip"] and r["n_rule_prompts"] == record["n_vip"]
+               for r in out.values())
