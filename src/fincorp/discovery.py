@@ -618,6 +618,13 @@ def render(results_: dict[str, Any]) -> list[str]:
                        "n/a" if c["low"] is None else f"[{c['low']:.0f}, {c['high']:.0f}]",
                        {True: "yes", False: "no", None: "n/a"}[c["inside"]]] for c in rows])
 
+    def declared_check(rows: list[dict[str, Any]], column_e: str) -> list[str]:
+        """A declared check's count inside its 95% prediction intervals and its table, or that it has not run."""
+        if not rows:
+            return ["Not yet run."]
+        return [f"Inside the 95% prediction interval: {sum(1 for c in rows if c['inside'])} of "
+                f"{sum(1 for c in rows if c['inside'] is not None)}. Column E: {column_e}.", "", *check_table(rows)]
+
     lines = ["## The law", "",
              "E = expected MANUAL_REVIEW completions GRPO samples per optimizer step on rule prompts (gold "
              "MANUAL_REVIEW): prompts per step x share of rule prompts x num_generations x P_T(MANUAL_REVIEW | rule "
@@ -703,44 +710,21 @@ def render(results_: dict[str, Any]) -> list[str]:
         et_rows = results_.get("temperature_law_check") or []
         lines += ["", "## Prediction check of the law with temperature (declared before its runs; fit without them)",
                   ""]
-        if et_rows:
-            lines += [f"Inside the 95% prediction interval: {sum(1 for c in et_rows if c['inside'])} of "
-                      f"{sum(1 for c in et_rows if c['inside'] is not None)}. Column E: the run's E (the law reads "
-                      "E / T).", ""]
-            lines += check_table(et_rows)
-        else:
-            lines += ["Not yet run."]
+        lines += declared_check(et_rows, "the run's E (the law reads E / T)")
         lt_rows = results_.get("low_temperature_check") or []
         lines += ["", "## Prediction check at low temperature (declared before its runs; the law in E / T refitted on "
                   "every specific run before them)", "",
                   "The refit, which the learning-rate check below also uses, and `fincorp probe` predicts with at "
                   "the temperatures it was fitted at (law.json):", ""]
         lines += fit_table(results_.get("fits_e_over_t_refit") or {}) + [""]
-        if lt_rows:
-            lines += [f"Inside the 95% prediction interval: {sum(1 for c in lt_rows if c['inside'])} of "
-                      f"{sum(1 for c in lt_rows if c['inside'] is not None)}. Column E: the run's E (the law reads "
-                      "E / T).", ""]
-            lines += check_table(lt_rows)
-        else:
-            lines += ["Not yet run."]
+        lines += declared_check(lt_rows, "the run's E (the law reads E / T)")
         hot_rows = results_.get("high_temperature_check") or []
         lines += ["", "## Prediction check at high temperature (declared before its runs; the same refit)", ""]
-        if hot_rows:
-            lines += [f"Inside the 95% prediction interval: {sum(1 for c in hot_rows if c['inside'])} of "
-                      f"{sum(1 for c in hot_rows if c['inside'] is not None)}. Column E: the run's E (the law reads "
-                      "E / T).", ""]
-            lines += check_table(hot_rows)
-        else:
-            lines += ["Not yet run."]
+        lines += declared_check(hot_rows, "the run's E (the law reads E / T)")
         lr_rows = results_.get("lr_check") or []
         lines += ["", "## Prediction check of the learning rate (declared before its runs; the same law, E x lr / "
                   f"{', '.join(f'{x:g}' for x in results_.get('fitted_lr') or [])} in place of E)", ""]
-        if lr_rows:
-            lines += [f"Inside the 95% prediction interval: {sum(1 for c in lr_rows if c['inside'])} of "
-                      f"{sum(1 for c in lr_rows if c['inside'] is not None)}. Column E: the run's E x lr / lr0.", ""]
-            lines += check_table(lr_rows)
-        else:
-            lines += ["Not yet run."]
+        lines += declared_check(lr_rows, "the run's E x lr / lr0")
 
     lines += ["", "## Which law: leave one base out", "",
               "For each base a candidate law was fitted on, the candidate refitted without that base's runs (every "
